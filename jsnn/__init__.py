@@ -1,0 +1,24 @@
+"""jsnn: spiking neural networks in JAX.
+
+Surrogate BPTT, ADMM, exact spike-time gradients, and lowering to integer tables,
+as pure functions over pytrees, Equinox modules and optax transformations.
+"""
+
+__version__ = "0.1.0"
+
+from jsnn import encode as encode
+from jsnn import losses as losses
+from jsnn import surrogate as surrogate
+from jsnn.neurons import IF as IF
+from jsnn.neurons import LI as LI
+from jsnn.neurons import LIF as LIF
+from jsnn.neurons import CubaLIF as CubaLIF
+from jsnn.neurons import Trace as Trace
+from jsnn.nn import Conv2d as Conv2d
+from jsnn.nn import Flatten as Flatten
+from jsnn.nn import Linear as Linear
+from jsnn.nn import Recurrent as Recurrent
+from jsnn.nn import Sequential as Sequential
+from jsnn.nn import mlp as mlp
+from jsnn.simulate import simulate as simulate
+from jsnn.simulate import simulate_batch as simulate_batch

@@ -1,0 +1,271 @@
+"""Spiking network layers as Equinox modules, and the ``Sequential`` container.
+
+Two kinds of layer make a network:
+
+* stateless maps of one time step (``Linear``, ``Conv2d``, ``Flatten``), applied to all
+  steps at once, so the input projection of every step is one matmul outside any scan;
+* temporal layers (the neurons of :mod:`jsnn.neurons`, and :class:`Recurrent`), which
+  carry state and run over time with ``lax.scan``.
+
+``Sequential`` runs a feed-forward net *layer by layer*: each temporal layer scans over
+the whole time series before the next projection. For a feed-forward net this is the
+same computation as stepping all layers together (layer l reads layer l-1's spikes of the
+same step), but every weight multiply becomes one large matmul.
+
+Single-sample semantics: a layer maps one sample; batch with ``jax.vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from jsnn.neurons import LIF, Neuron, Trace
+
+__all__ = ["Conv2d", "Flatten", "Linear", "Recurrent", "Sequential", "mlp"]
+
+
+def _uniform(key, shape, bound, dtype):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class Linear(eqx.Module):
+    """Affine map of one time step, ``W x + b``, with ``W`` of shape ``(out, in)`` (NIR ``Affine``).
+
+    Initialised as PyTorch's ``nn.Linear``: uniform in ``±1/sqrt(in_features)``.
+
+    Args:
+      in_features: input width.
+      out_features: output width.
+      use_bias: whether to add a bias.
+      scale: multiplies the initial weights (spiking nets often need a larger gain).
+      dtype: parameter dtype.
+      key: PRNG key (keyword-only).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> layer = Linear(3, 2, key=jax.random.key(0))
+      >>> layer(jnp.ones(3, jnp.float32)).shape
+      (2,)
+    """
+
+    weight: Float[Array, "out in"]
+    bias: Float[Array, " out"] | None
+    in_features: int = eqx.field(static=True)
+    out_features: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool = True,
+        scale: float = 1.0,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"Linear sizes must be positive; got ({in_features}, {out_features}).")
+        wkey, bkey = jax.random.split(key)
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = scale * _uniform(wkey, (out_features, in_features), bound, dtype)
+        self.bias = _uniform(bkey, (out_features,), bound, dtype) if use_bias else None
+        self.in_features = in_features
+        self.out_features = out_features
+
+    def __call__(self, x: Float[Array, " in"]) -> Float[Array, " out"]:
+        if x.shape[-1:] != (self.in_features,):
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) got input of shape {x.shape}; "
+                f"the last axis must have {self.in_features} features."
+            )
+        y = x @ self.weight.T
+        return y if self.bias is None else y + self.bias
+
+
+class Conv2d(eqx.Module):
+    """2-D convolution of one time step, channels first: ``(C_in, H, W) -> (C_out, H', W')``.
+
+    The kernel has shape ``(C_out, C_in, kH, kW)`` as NIR ``Conv2d``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> conv = Conv2d(1, 4, 3, padding=1, key=jax.random.key(0))
+      >>> conv(jnp.ones((1, 8, 8), jnp.float32)).shape
+      (4, 8, 8)
+    """
+
+    weight: Float[Array, "cout cin kh kw"]
+    bias: Float[Array, " cout"] | None
+    stride: tuple[int, int] = eqx.field(static=True)
+    padding: tuple[int, int] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        *,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        use_bias: bool = True,
+        scale: float = 1.0,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        wkey, bkey = jax.random.split(key)
+        bound = 1.0 / math.sqrt(in_channels * kh * kw)
+        self.weight = scale * _uniform(wkey, (out_channels, in_channels, kh, kw), bound, dtype)
+        self.bias = _uniform(bkey, (out_channels,), bound, dtype) if use_bias else None
+        self.stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
+        self.padding = (padding, padding) if isinstance(padding, int) else tuple(padding)
+
+    def __call__(self, x: Float[Array, "cin h w"]) -> Float[Array, "cout h2 w2"]:
+        if x.ndim != 3 or x.shape[0] != self.weight.shape[1]:
+            raise ValueError(
+                f"Conv2d expects one time step of shape (C_in={self.weight.shape[1]}, H, W); "
+                f"got {x.shape}."
+            )
+        y = jax.lax.conv_general_dilated(
+            x[None],
+            self.weight,
+            window_strides=self.stride,
+            padding=[(p, p) for p in self.padding],
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        )[0]
+        return y if self.bias is None else y + self.bias[:, None, None]
+
+
+class Flatten(eqx.Module):
+    """Flatten one time step to a vector."""
+
+    def __call__(self, x: Array) -> Array:
+        return x.reshape(-1)
+
+
+class Recurrent(Neuron):
+    """A spiking layer with recurrent weights: ``c_t = x_t + W_rec s_{t-1}``.
+
+    The feed-forward part ``x_t`` is computed outside the scan by the preceding layer;
+    only the recurrent product runs inside it.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> rec = Recurrent(5, key=jax.random.key(0))
+      >>> spikes, trace = rec(jnp.ones((4, 5), jnp.float32))
+      >>> spikes.shape
+      (4, 5)
+    """
+
+    weight: Float[Array, "n n"]
+    neuron: Neuron
+
+    def __init__(
+        self,
+        size: int,
+        neuron: Neuron | None = None,
+        *,
+        scale: float = 1.0,
+        dtype=jnp.float32,
+        key: PRNGKeyArray,
+    ):
+        self.weight = scale * _uniform(key, (size, size), 1.0 / math.sqrt(size), dtype)
+        self.neuron = LIF() if neuron is None else neuron
+
+    def init_state(self, shape, dtype):
+        return self.neuron.init_state(shape, dtype)
+
+    def step(self, state, current):
+        return self.neuron.step(state, current + self.weight @ state.s)
+
+
+class Sequential(eqx.Module):
+    """A feed-forward spiking network run layer by layer over time.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jsnn.neurons import LIF, LI
+      >>> k1, k2 = jax.random.split(jax.random.key(0))
+      >>> net = Sequential([Linear(4, 8, key=k1), LIF(), Linear(8, 2, key=k2), LI()])
+      >>> net(jnp.ones((10, 4), jnp.float32)).shape
+      (10, 2)
+    """
+
+    layers: tuple
+
+    def __init__(self, layers: Sequence[eqx.Module]):
+        self.layers = tuple(layers)
+
+    def __call__(self, inputs: Float[Array, "T ..."]) -> Float[Array, "T ..."]:
+        """Outputs of the last layer at every step for one sample (time axis first)."""
+        return self.run(inputs)[0]
+
+    def run(self, inputs: Float[Array, "T ..."]) -> tuple[Array, list[Trace]]:
+        """Run the net and return ``(outputs, traces)``, one trace per temporal layer."""
+        x = inputs
+        traces = []
+        for layer in self.layers:
+            if isinstance(layer, Neuron):
+                x, trace = layer(x)
+                traces.append(trace)
+            else:
+                x = jax.vmap(layer)(x)
+        return x, traces
+
+    @property
+    def neuron_layers(self) -> list[int]:
+        """Indices of the temporal layers (those that produce a trace)."""
+        return [i for i, layer in enumerate(self.layers) if isinstance(layer, Neuron)]
+
+
+def mlp(
+    in_features: int,
+    hidden: Sequence[int],
+    out_features: int,
+    *,
+    neuron: Neuron | None = None,
+    readout: Neuron | None = None,
+    use_bias: bool = True,
+    scale: float = 1.0,
+    dtype=jnp.float32,
+    key: PRNGKeyArray,
+) -> Sequential:
+    """A feed-forward spiking MLP: ``Linear, neuron`` per hidden layer, then ``Linear, readout``.
+
+    Args:
+      in_features: input width.
+      hidden: hidden widths (any number of layers, possibly none).
+      out_features: number of outputs (classes).
+      neuron: the hidden neuron (default ``LIF()``), shared by all hidden layers.
+      readout: the output neuron (default ``LI(decay=0.9)``; use a ``LIF`` for spike outputs).
+      use_bias: biases in the Linear layers.
+      scale: initial weight gain.
+      dtype: parameter dtype.
+      key: PRNG key.
+
+    Returns:
+      A :class:`Sequential`.
+
+    Example:
+      >>> import jax
+      >>> net = mlp(64, [32], 10, key=jax.random.key(0))
+      >>> [type(layer).__name__ for layer in net.layers]
+      ['Linear', 'LIF', 'Linear', 'LI']
+    """
+    from jsnn.neurons import LI
+
+    neuron = LIF() if neuron is None else neuron
+    readout = LI() if readout is None else readout
+    sizes = [in_features, *hidden, out_features]
+    keys = jax.random.split(key, len(sizes) - 1)
+    layers: list[eqx.Module] = []
+    for i, k in enumerate(keys):
+        layers.append(Linear(sizes[i], sizes[i + 1], use_bias=use_bias, scale=scale, dtype=dtype, key=k))
+        layers.append(neuron if i < len(keys) - 1 else readout)
+    return Sequential(layers)
