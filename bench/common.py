@@ -266,7 +266,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 
     A reader never sees a half-written file, and an interrupted write leaves the
-    old file untouched.
+    old file untouched. The file keeps the permissions of the file it replaces (a
+    new file gets the usual ``0o666`` less the umask, not ``mkstemp``'s ``0o600``).
 
     Args:
         path: Destination file; its folder is created if missing.
@@ -274,8 +275,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)

@@ -30,7 +30,9 @@ MISSING = "—"
 
 
 def _ratio(value: float | None) -> str:
-    return MISSING if value is None else f"{value:.2f}x"
+    if value is None:
+        return MISSING
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.2g}x"
 
 
 def b1_table(results: dict[str, Any], *, ratio_bases: Sequence[str] = ("reference",)) -> str:
@@ -49,7 +51,7 @@ def b1_table(results: dict[str, Any], *, ratio_bases: Sequence[str] = ("referenc
     """
     missing = {"records", "settings", "machine"} - set(results)
     if missing:
-        raise ValueError(f"not a B1 results file (missing {sorted(missing)}); rerun bench/run_b1.py to write one.")
+        raise ValueError(f"not a B1 results file (missing {sorted(missing)})")
     headers = ["config", "impl", "ms/step (median)", "compile s", *(f"speedup vs {b}" for b in ratio_bases)]
     rows, notes = [], []
     for rec in results["records"]:
@@ -139,9 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         except json.JSONDecodeError as err:
             raise SystemExit(f"{path} is not valid JSON ({err}); rerun bench/run_{key}.py.") from None
         try:
-            new_text = replace_block(text, key, render(results))
+            body = render(results)
+        except (ValueError, KeyError, TypeError) as err:
+            raise SystemExit(f"{path}: cannot render it ({err}); rerun bench/run_{key}.py.") from None
+        try:
+            new_text = replace_block(text, key, body)
         except ValueError as err:
-            raise SystemExit(f"{path} or {args.readme}: {err}") from None
+            raise SystemExit(f"{args.readme}: {err}") from None
         if new_text is None:
             print(f"{args.readme} has no <!-- bench:{key}:start/end --> markers: block {key} not rendered.")
             continue

@@ -79,13 +79,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=positive_int, default=600, help="seconds allowed per subprocess (default 600)")
     parser.add_argument("--out", type=Path, default=None, help="results file (default bench/results/b1.json)")
     args = parser.parse_args(argv)
+    args.impls = list(dict.fromkeys(args.impls))  # a name given twice runs once
     if args.quick and args.configs is not None:
         parser.error("--quick runs its own tiny config; drop --configs, or drop --quick to choose configs.")
     defaults = QUICK_RUN if args.quick else FULL_RUN
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    args.config_specs = QUICK_CONFIG if args.quick else {name: CONFIGS[name] for name in (args.configs or CONFIGS)}
+    args.config_specs = QUICK_CONFIG if args.quick else {name: CONFIGS[name] for name in dict.fromkeys(args.configs or CONFIGS)}
     if args.out is None:
         args.out = BENCH / "results" / ("b1_quick.json" if args.quick else "b1.json")
     return args

@@ -233,11 +233,11 @@ def fit(
                         _append_jsonl(metrics_path, record)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()})
                 bar.update(1)
-                if stop.requested or (stop_after_steps is not None and step >= stop_after_steps):
-                    interrupted = True
+                interrupted = stop.requested or (stop_after_steps is not None and step >= stop_after_steps)
+                if interrupted and batch < steps_per_epoch:
                     break
             bar.close()
-            if interrupted:
+            if batch < steps_per_epoch:  # stopped mid-epoch: save the position, skip the epoch summary
                 checkpoint()
                 break
             epoch, batch = epoch + 1, 0
@@ -252,6 +252,8 @@ def fit(
             if progress:
                 tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
             checkpoint()
+            if interrupted:
+                break
     return FitResult(state=state, test_accuracy=test_acc, history=history, interrupted=interrupted)
 
 

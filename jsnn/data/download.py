@@ -9,8 +9,8 @@ the tests serve files from a loopback HTTP server.
 from __future__ import annotations
 
 import os
-import tempfile
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,17 +27,20 @@ def _verified_gzip_md5(path: Path, url: str) -> str:
     """The md5 of the uncompressed content of a downloaded gzip file."""
     try:
         return md5_of_content(_read_bytes(path))
-    except DataError as err:
-        raise DataError(f"download of {url} did not give a complete gzip file: {err}") from None
+    except DataError:
+        raise DataError(
+            f"download of {url} did not give a complete gzip file (truncated, or an error page instead of the "
+            "file). Nothing was kept; try again or use another base_url."
+        ) from None
 
 
 def _fetch(url: str, target: Path, expected_md5: str, *, progress: bool, timeout: float) -> None:
     """Stream ``url`` into a temp file beside ``target``, verify it, then rename it to ``target``."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part.gz")
-    tmp = Path(tmp_name)
+    # A name of our own (not mkstemp) so that the file gets the usual permissions from the umask.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex}.part.gz")
     try:
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            with open(tmp, "xb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
                     while chunk := response.read(_CHUNK):

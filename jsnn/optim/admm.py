@@ -47,6 +47,7 @@ __all__ = [
     "admm",
     "admm_metrics",
     "admm_step",
+    "forward_state",
     "from_sequential",
     "init_params",
     "init_state",
@@ -351,6 +352,37 @@ def init_state(params: Params, layout: StateLayout, *, seed: ArrayLike = 0,
                      gram0_ready=jnp.zeros((), bool), count=jnp.zeros((), jnp.int32), key=keys[-1])
 
 
+def forward_state(params: Params, state: AdmmState, batch: AdmmBatch, *, decay: ArrayLike = 0.95,
+                  threshold: ArrayLike = 1.0) -> AdmmState:
+    """Replace the potentials and spikes of ``state`` by the forward simulation of ``params``.
+
+    A consistent start (zero membrane and activation residuals, binary spikes): with random
+    initial weights this is the ``init="forward"`` start of :func:`admm`. The multiplier is kept.
+
+    Example:
+      >>> import numpy as np, jax
+      >>> layout = StateLayout(num_samples=2, num_steps=3)
+      >>> batch = make_batch(np.ones((2, 3, 5), np.float32), np.array([0, 1]), layout)
+      >>> params = init_params([5, 4, 2])
+      >>> s = forward_state(params, init_state(params, layout), batch)
+      >>> float(s.a[0].sum())
+      0.0
+    """
+    from jsnn.simulate import simulate
+
+    dtype = state.dual.dtype
+    net = to_sequential(params, decay=decay, threshold=threshold)
+    n_hidden = len(params) - 1
+
+    def chunk(x):
+        _, traces = jax.vmap(lambda xi: simulate(net, xi, record=True))(x.astype(dtype))
+        ordered = [traces[i] for i in net.neuron_layers]
+        return tuple(tr.v for tr in ordered), tuple(tr.spikes for tr in ordered[:n_hidden])
+
+    z, a = jax.lax.map(chunk, batch.x)
+    return state._replace(z=z, a=a)
+
+
 # ----------------------------------------------------------------------------- the iteration
 
 
@@ -525,7 +557,7 @@ def _step_local(params: Params, state: AdmmState, batch: AdmmBatch, hyper: _Hype
         z_c, dual_c = arrs
         cur = blk.currents(a[-1][c], w_l, b_l)
         if options.readout == "sweep" and options.sweep == "gauss_seidel":
-            z_c = _readout_gauss_seidel(z_c, cur, batch.y[c][:, None], dual_c[:, None], order, hyper)
+            z_c = _readout_gauss_seidel(z_c, cur, batch.y[c], dual_c, order, hyper)
         else:
             sweep = "exact" if options.readout == "exact" else options.sweep
             z_c = blk.readout_membrane_update(z_c, cur, batch.y[c], dual_c, rho=hyper.rho, decay=decay, sweep=sweep)

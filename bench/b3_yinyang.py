@@ -1,0 +1,116 @@
+"""Workload B3: Yin-Yang with exact spike-time gradients; accuracy over seeds and time per epoch.
+
+Trains ``--seeds`` networks (5 + bias inputs -> hidden CuBa-LIF -> 3 outputs, first-spike decision) in one
+compiled program (``jax.vmap`` over seeds, each with its own data draw, initialisation and shuffle), and
+writes ``bench/results/b3_yinyang.json`` atomically: per-seed test accuracy, mean, spread, time per epoch.
+
+Run in the background (CPU is shared):
+
+    nice -n 5 .venv/bin/python bench/b3_yinyang.py --seeds 5 --epochs 60 > bench/results/b3_yinyang.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jsnn.data import load_yinyang
+from jsnn.exact.method import EXACT_DEFAULTS, ExactConfig, exact_method
+
+
+def write_json_atomic(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--hidden", type=int, default=120)
+    p.add_argument("--grad", choices=("fp", "autodiff", "adjoint"), default="adjoint")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--lr-decay", type=float, default=0.95)
+    p.add_argument("--n-train", type=int, default=5000)
+    p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "b3_yinyang.json")
+    args = p.parse_args(argv)
+
+    defaults = dict(EXACT_DEFAULTS["yinyang"])
+    defaults.update(hidden=[args.hidden], batch_size=args.batch_size, grad=args.grad, lr_decay=args.lr_decay,
+                    steps_per_epoch=args.n_train // args.batch_size)
+    if args.lr is not None:
+        defaults["lr"] = args.lr
+    config = ExactConfig.from_dict(defaults)
+    method = exact_method(config, 4, 3)
+
+    seeds = list(range(args.seeds))
+    train = [load_yinyang("train", n=args.n_train, seed=s) for s in seeds]
+    test = [load_yinyang("test", n=args.n_test, seed=s) for s in seeds]
+    xtr = np.stack([d.x for d in train]); ytr = np.stack([d.y for d in train])
+    xte = jnp.asarray(np.stack([d.x for d in test])); yte = jnp.asarray(np.stack([d.y for d in test]))
+
+    state = jax.vmap(method.init)(jax.vmap(jax.random.key)(jnp.arange(args.seeds)))
+    step = jax.jit(jax.vmap(method.step))
+    predict = jax.jit(jax.vmap(method.predict))
+    rng = np.random.default_rng(1234)
+    nb = args.n_train // args.batch_size
+    history, epoch_times = [], []
+    key = jax.random.key(0)
+    for epoch in range(args.epochs):
+        perms = np.stack([rng.permutation(args.n_train) for _ in seeds])
+        t0 = time.perf_counter()
+        tot = {"loss": 0.0, "correct": 0, "overflow": 0, "overflow_out": 0, "silent": 0}
+        for b in range(nb):
+            idx = perms[:, b * args.batch_size:(b + 1) * args.batch_size]
+            xb = jnp.asarray(np.take_along_axis(xtr, idx[..., None], 1))
+            yb = jnp.asarray(np.take_along_axis(ytr, idx, 1))
+            state, m = step(state, xb, yb, jax.random.split(key, args.seeds))
+            for k in tot:
+                tot[k] = tot[k] + m[k]
+        jax.block_until_ready(state)
+        dt = time.perf_counter() - t0
+        epoch_times.append(dt)
+        rec = {"epoch": epoch + 1, "epoch_s": dt,
+               "train_loss": (np.asarray(tot["loss"]) / nb).round(4).tolist(),
+               "train_acc": (np.asarray(tot["correct"]) / (nb * args.batch_size)).round(4).tolist(),
+               "hidden_overflow_samples": np.asarray(tot["overflow"]).tolist(),
+               "output_overflow_samples": np.asarray(tot["overflow_out"]).tolist(),
+               "silent_samples": np.asarray(tot["silent"]).tolist()}
+        if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
+            acc = np.asarray(jnp.mean((predict(state, xte) == yte).astype(jnp.float32), axis=1))
+            rec["test_acc"] = acc.round(4).tolist()
+        history.append(rec)
+        print(json.dumps(rec), flush=True)
+
+    acc = np.asarray(history[-1]["test_acc"])
+    result = {
+        "workload": "B3", "data": "yinyang", "n_train": args.n_train, "n_test": args.n_test,
+        "config": config.to_dict(), "epochs": args.epochs, "seeds": seeds,
+        "test_acc": acc.tolist(), "test_acc_mean": float(acc.mean()), "test_acc_std": float(acc.std(ddof=1))
+        if len(acc) > 1 else 0.0, "test_acc_min": float(acc.min()), "test_acc_max": float(acc.max()),
+        "epoch_s_median": float(np.median(epoch_times[1:] if len(epoch_times) > 1 else epoch_times)),
+        "epoch_s_first": epoch_times[0], "note": "seconds per epoch train all seeds at once (vmap)",
+        "device": jax.devices()[0].device_kind, "history": history,
+    }
+    write_json_atomic(args.out, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "history"}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""``jsnn lower CKPT --target NAME --out DIR``: checkpoint -> integer tables, C, NIR.
+
+The lead's ``jsnn/cli.py`` registers it with ``add_parser(subparsers)`` and calls
+``run(args)``; every user error is a ``ValueError`` subclass with a one-line message,
+raised before any output file is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+from typing import Any
+
+__all__ = ["LowerUsageError", "add_parser", "load_network", "run"]
+
+
+class LowerUsageError(ValueError):
+    """A bad ``jsnn lower`` argument or input."""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``lower`` sub-command to an ``argparse`` sub-parser collection."""
+    from jsnn.lower.profiles import PROFILES
+
+    p = subparsers.add_parser("lower", help="lower a checkpoint to integer tables for a target",
+                              description="Quantise a trained network for a neuromorphic target and write "
+                                          "tables.npz, manifest.json, jsnn_net.h, jsnn_net.c (and network.nir).")
+    p.add_argument("checkpoint", help="a checkpoint.eqx written by jsnn train")
+    p.add_argument("--target", required=True, help=f"target profile: one of {', '.join(sorted(PROFILES))}")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--weight-bits", type=int, help="override the target's weight width")
+    p.add_argument("--calibration-samples", type=int, default=256, help="training samples used to calibrate")
+    p.add_argument("--headroom", type=float, default=0.5, help="fraction of a state range the peak may use")
+    p.add_argument("--dt", type=float, default=1e-3, help="time step in seconds (manifest and NIR)")
+    p.add_argument("--nir", action="store_true", help="also write network.nir")
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files")
+    return p
+
+
+def load_network(checkpoint: str, *, data_dir: str | None = None):
+    """``(net, run)`` of a checkpoint: the network and the training run its header rebuilds."""
+    import jax
+
+    from jsnn.checkpoint import load_checkpoint, read_header
+    from jsnn.cli import METHODS
+
+    config = read_header(checkpoint).get("config")
+    if not isinstance(config, dict) or config.get("method") not in METHODS:
+        raise LowerUsageError(f"{checkpoint} was not written by `jsnn train` with a known method "
+                              f"({sorted(METHODS)}); it is not a spiking network checkpoint.")
+    module, name = METHODS[config["method"]].split(":")
+    run = getattr(importlib.import_module(module), name)(config, data_dir=data_dir)
+    state, _ = load_checkpoint(checkpoint, run.method.init(jax.random.key(0)))
+    return run.method.network(state), run
+
+
+def run(args) -> dict[str, Any]:
+    """Lower ``args.checkpoint`` for ``args.target`` into ``args.out``; returns a JSON-able summary."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jsnn.bptt import BPTTConfig, encode_batch
+    from jsnn.lower.profiles import get_profile
+    from jsnn.lower.tables import lower, save_tables
+
+    profile = get_profile(args.target)
+    if args.weight_bits is not None:
+        profile = dataclasses.replace(profile, weight_bits=args.weight_bits)
+    if args.calibration_samples < 1:
+        raise LowerUsageError(f"--calibration-samples must be positive; got {args.calibration_samples}.")
+    net, training = load_network(args.checkpoint, data_dir=args.data_dir)
+    x = np.asarray(training.train[0][: args.calibration_samples], np.float32)
+    config = BPTTConfig.from_dict(training.config)
+    calibration = np.asarray(encode_batch(config, jnp.asarray(x), key=jax.random.key(0)))
+    tables, report = lower(net, profile, calibration, headroom=args.headroom, dt=args.dt)
+    if args.nir:
+        from jsnn.lower.nir_io import to_nir
+
+        to_nir(net, dt=args.dt)  # fails before any file is written if the net has no NIR form
+    files = save_tables(tables, args.out)
+    if args.nir:
+        from pathlib import Path
+
+        from jsnn.lower.nir_io import write_nir
+
+        files["nir"] = str(Path(args.out) / "network.nir")
+        write_nir(files["nir"], net, dt=args.dt)
+    return {"target": profile.name, "weight_bits": profile.weight_bits, "files": files, "report": report}

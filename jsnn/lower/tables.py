@@ -1,0 +1,418 @@
+"""Lowering a trained network to integer tables, and the table files.
+
+``lower(net, target, calibration_inputs)`` quantises a feed-forward spiking network
+(``Linear`` followed by ``LIF``/``IF``/``CubaLIF``, ending in an ``LI`` or spiking readout)
+for a :class:`~jsnn.lower.profiles.Profile` and returns :class:`Tables` (a manifest and
+named integer arrays) with a per-layer calibration report.
+
+Scales (ALGORITHMS §5.3): layer l's weights get ``s_l`` (per layer or per output
+channel); its bias, threshold and states get ``S_l = S_in(l) * s_l`` where ``S_in`` is the
+input count scale ``(2**input_bits - 1) / x_max`` for the first layer and 1 for spike
+inputs. ``s_l`` is the largest value (a power of two with ``pow2``) such that
+
+* the weights fit ``weight_bits`` and the biases ``bias_bits``;
+* the threshold fits its register (Xylo-style rescaling instead of clipping);
+* the peak membrane (and synaptic) state seen on the calibration data, times
+  ``2**threshold_shift``, uses at most ``headroom`` of the state range.
+
+Files (``save_tables``): ``tables.npz`` (int32 arrays, float64 scales), ``manifest.json``
+(format ``jsnn-lower-tables`` version 1: layer order, shapes, dtypes, bit widths, scales,
+decays, thresholds, reset, dt, target, jsnn version, a sha256 of each array), a C header
+``jsnn_net.h`` and a C program ``jsnn_net.c``. ``load_tables`` verifies every checksum,
+shape and dtype and refuses a manifest that does not match its arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from jsnn.checkpoint import atomic_write_bytes
+from jsnn.lower.profiles import Profile, get_profile
+from jsnn.lower.quantize import decay_code, decay_effective, pow2_floor, quantize, signed_max
+from jsnn.neurons import IF, LI, LIF, CubaLIF
+from jsnn.nn import Linear, Sequential
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "LoweringError", "Tables", "TablesError", "load_tables", "lower",
+           "quantize_inputs", "save_tables"]
+
+FORMAT = "jsnn-lower-tables"
+FORMAT_VERSION = 1
+_ACC_LIMIT = 2**30  # static bound on every pre-overflow sum (int32 with a guard bit)
+
+SEMANTICS = [
+    "Integers are int32; x_t are input counts in [0, input.max] (layer 0) or spikes (later layers).",
+    "c_t = (W x_t + b) << k, k = threshold_shift; W is (out, in).",
+    "cuba: u_t = ovf_u(D_syn(u_{t-1}) + c_t); other kinds: u_t = c_t.",
+    "subtract, leak_first: v_t = ovf_v(D_mem(v_{t-1}) - (reset << k) s_{t-1} + u_t).",
+    "subtract, reset_first: v_t = ovf_v(D_mem(v_{t-1} - (reset << k) s_{t-1}) + u_t).",
+    "zero: v_t = ovf_v(D_mem((1 - s_{t-1}) v_{t-1}) + u_t); li: v_t = ovf_v(D_mem(v_{t-1}) + u_t), no spikes.",
+    "s_t = 1[v_t > (threshold << k)] for cmp '>', 1[v_t >= (threshold << k)] for '>='.",
+    "D: none v; shift v - (v >> code) (floor); mul12_rtz sign(v)((|v| (4096 - code)) >> 12); "
+    "mul_u32_floor floor(v code / 2^32).",
+    "ovf wrap: two's complement to the width; saturate: clip to +-(2^(bits-1) - 1).",
+    "A float value is the integer divided by the layer's scale (per output neuron).",
+]
+
+
+class LoweringError(ValueError):
+    """The network cannot be lowered to the target (layer type, range, sign, structure)."""
+
+
+class TablesError(ValueError):
+    """Table files are missing, corrupt, or the manifest does not match the arrays."""
+
+
+class Tables(NamedTuple):
+    """Integer tables of a lowered network.
+
+    Attributes:
+      manifest: JSON-ready description (see the module docstring and ``SEMANTICS``).
+      arrays: name -> numpy array (``layer{i}.weight``, ``.bias``, ``.threshold``,
+        ``.reset``, ``.scale``).
+    """
+
+    manifest: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+
+def _param(value, n: int, what: str) -> np.ndarray:
+    arr = np.broadcast_to(np.asarray(value, np.float64), (n,)).copy()
+    if not np.isfinite(arr).all():
+        raise LoweringError(f"{what} contains NaN or infinity; check the trained network.")
+    return arr
+
+
+def _scalar_decay(value, what: str) -> float:
+    arr = np.unique(np.asarray(value, np.float64))
+    if arr.size != 1:
+        raise LoweringError(f"{what} differs between neurons ({arr.size} values); targets hold one decay per "
+                            "layer: train with a scalar decay.")
+    return float(arr[0])
+
+
+def _layer_pairs(net, profile: Profile) -> list[tuple[Linear, Any]]:
+    if not isinstance(net, Sequential):
+        raise LoweringError(f"expected a spiking network (jsnn.nn.Sequential); got {type(net).__name__}. "
+                            "Pass a checkpoint written by `jsnn train`.")
+    layers = list(net.layers)
+    if len(layers) < 2 or len(layers) % 2:
+        raise LoweringError("a lowerable network alternates Linear and neuron layers "
+                            f"(Linear, LIF, ..., Linear, LI); got {[type(x).__name__ for x in layers]}.")
+    pairs = []
+    for i in range(0, len(layers), 2):
+        lin, neuron = layers[i], layers[i + 1]
+        for j, layer in ((i, lin), (i + 1, neuron)):
+            name = type(layer).__name__
+            allowed = Linear if j % 2 == 0 else (LIF, IF, CubaLIF, LI)
+            if not isinstance(layer, allowed) or (j % 2 and name not in profile.neurons):
+                raise LoweringError(
+                    f"target {profile.name!r} cannot hold layer {j} ({name}); it holds Linear layers followed "
+                    f"by {', '.join(profile.neurons)} neurons, in a feed-forward chain.")
+        if isinstance(neuron, LI) and i + 2 != len(layers):
+            raise LoweringError(f"layer {i + 1} is an LI readout but is not the last layer.")
+        if getattr(neuron, "reset", "subtract") == "none":
+            raise LoweringError(f"layer {i + 1} has reset='none'; targets reset by 'subtract' or 'zero'.")
+        pairs.append((lin, neuron))
+    if not any(not isinstance(n, LI) for _, n in pairs):
+        raise LoweringError("the network has no spiking layer; it is not a spiking net.")
+    return pairs
+
+
+def _calibration_inputs(calibration_inputs, n_in: int) -> np.ndarray:
+    x = np.asarray(calibration_inputs)
+    if x.ndim != 3 or x.shape[-1] != n_in:
+        raise ValueError(f"calibration inputs must have shape (batch, time, {n_in}); got {x.shape}. "
+                         "Encode samples first (e.g. jsnn.encode.direct) and stack a few batches.")
+    if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
+        raise TypeError(f"calibration inputs must be numeric; got {x.dtype}.")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError("calibration inputs contain NaN or infinity; clean the data first.")
+    if (x < 0).any():
+        raise ValueError("calibration inputs must be non-negative: the first layer receives unsigned counts. "
+                         "Shift or rectify the inputs.")
+    return x
+
+
+def quantize_inputs(tables: Tables, x: Float[Array, "... T n"]) -> np.ndarray:
+    """Analog inputs in ``[0, x_max]`` to the integer counts the tables expect.
+
+    ``q = clip(round_half_even(x * input.scale), 0, input.max)`` (as recorded in the manifest).
+
+    Example:
+      >>> # counts = quantize_inputs(tables, encoded_batch)   # (B, T, n) int32
+    """
+    spec = tables.manifest["input"]
+    q, _ = quantize(np.asarray(x, np.float64), spec["scale"], spec["max"], lower=0)
+    return q.astype(np.int32)
+
+
+def _peaks(pairs, x: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Per-neuron peak |v| (and |u| for CubaLIF) of the float model on calibration inputs."""
+    out = []
+    h = x
+    for lin, neuron in pairs:
+        c = h @ np.asarray(lin.weight, np.float64).T
+        if lin.bias is not None:
+            c = c + np.asarray(lin.bias, np.float64)
+        dtype = jnp.asarray(lin.weight).dtype
+        outputs, trace = jax.vmap(neuron)(jnp.asarray(c, dtype))
+        peak = {"v": np.abs(np.asarray(trace.v, np.float64)).max(axis=(0, 1))}
+        if isinstance(neuron, CubaLIF):
+            d = _scalar_decay(neuron.decay_syn, "decay_syn")
+            u = np.zeros(c.shape[::2])
+            pu = np.zeros(c.shape[-1])
+            for t in range(c.shape[1]):
+                u = d * u + c[:, t]
+                pu = np.maximum(pu, np.abs(u).max(axis=0))
+            peak["u"] = pu
+        out.append(peak)
+        h = np.asarray(outputs, np.float64)
+    return out
+
+
+def _reduce(values: np.ndarray, per_channel: bool) -> np.ndarray:
+    return values if per_channel else np.full_like(values, values.min())
+
+
+def lower(
+    net: Sequential,
+    target: str | Profile,
+    calibration_inputs: Float[Array, "B T n_in"],
+    *,
+    x_max: float | None = None,
+    headroom: float = 0.5,
+    dt: float = 1e-3,
+) -> tuple[Tables, list[dict[str, Any]]]:
+    """Quantise ``net`` for ``target`` and calibrate its scales on a few input batches.
+
+    Args:
+      net: a feed-forward :class:`~jsnn.nn.Sequential` of ``Linear`` + neuron pairs.
+      target: a profile name (see :data:`~jsnn.lower.profiles.PROFILES`) or a Profile.
+      calibration_inputs: encoded inputs ``(B, T, n_in)``, non-negative (e.g. direct code).
+      x_max: the input value mapped to the largest count (default: the calibration maximum).
+      headroom: fraction of each state range the calibrated peak may use.
+      dt: the time step in seconds (recorded; used by NIR).
+
+    Returns:
+      ``(tables, report)``: the integer tables and one report dict per layer (scale, clip
+      fractions, peak state against the range, overflow risk, decay trained/effective).
+
+    Raises:
+      UnknownTargetError: unknown target name.
+      LoweringError: a layer the target cannot hold, a parameter out of range or sign.
+      ValueError: bad calibration inputs.
+
+    References:
+      Pedersen et al., "Neuromorphic intermediate representation", arXiv 2311.14641.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from jsnn.nn import mlp
+      >>> net = mlp(4, [3], 2, key=jax.random.key(0))
+      >>> tables, report = lower(net, "xylo", np.ones((2, 5, 4)))
+      >>> tables.arrays["layer0.weight"].dtype, report[0]["kind"]
+      (dtype('int32'), 'lif')
+    """
+    profile = get_profile(target)
+    if not 0 < headroom <= 1:
+        raise ValueError(f"headroom must be in (0, 1]; got {headroom}.")
+    pairs = _layer_pairs(net, profile)
+    x = _calibration_inputs(calibration_inputs, pairs[0][0].in_features)
+    x_max = float(x.max()) if x_max is None else float(x_max)
+    if not x_max > 0:
+        raise ValueError("the calibration inputs are all zero; pass real data or x_max.")
+    in_scale = profile.input_max / x_max
+    xq, _ = quantize(x, in_scale, profile.input_max, lower=0)
+    peaks = _peaks(pairs, xq / in_scale)
+    k = profile.threshold_shift
+    per_channel = profile.scale_mode == "per_channel"
+    arrays: dict[str, np.ndarray] = {}
+    layers, report = [], []
+    for i, ((lin, neuron), peak) in enumerate(zip(pairs, peaks, strict=True)):
+        n_out, n_in = lin.out_features, lin.in_features
+        kind = {"LI": "li", "CubaLIF": "cuba"}.get(type(neuron).__name__, "lif")
+        spiking = kind != "li"
+        w = np.asarray(lin.weight, np.float64)
+        if not np.isfinite(w).all():
+            raise LoweringError(f"layer {2 * i} has NaN or infinite weights.")
+        b = _param(0.0 if lin.bias is None else lin.bias, n_out, f"layer {2 * i} bias")
+        s_in = in_scale if i == 0 else 1.0
+        x_bound = profile.input_max if i == 0 else 1
+        with np.errstate(divide="ignore"):
+            limits = [_reduce(profile.weight_max / np.abs(w).max(axis=1), per_channel),
+                      signed_max(profile.bias_bits) / (s_in * np.abs(b)),
+                      headroom * signed_max(profile.state_bits) / (s_in * peak["v"] * 2**k)]
+            if spiking:
+                theta = _param(neuron.threshold, n_out, f"layer {2 * i + 1} threshold")
+                if (theta <= 0).any():
+                    raise LoweringError(f"layer {2 * i + 1} has a non-positive threshold; targets need theta > 0.")
+                limits.append((profile.threshold_max - 1) / (s_in * theta))
+            if "u" in peak:
+                limits.append(headroom * signed_max(profile.current_bits) / (s_in * peak["u"] * 2**k))
+        s = np.min(np.stack([np.broadcast_to(lim, (n_out,)) for lim in limits]), axis=0)
+        s = _reduce(np.where(np.isfinite(s), s, 1.0), per_channel)
+        if profile.pow2:
+            s = pow2_floor(s)
+        big = s * s_in
+        wq, w_clip = quantize(w, s[:, None], profile.weight_max, mode=profile.rounding)
+        bq, b_clip = quantize(b, big, signed_max(profile.bias_bits), mode=profile.rounding)
+        if profile.weight_sign == "excitatory" and (wq < 0).any() or profile.weight_sign == "inhibitory" and (
+                wq > 0).any():
+            raise LoweringError(f"target {profile.name!r} holds only {profile.weight_sign} weights but layer "
+                                f"{2 * i} has weights of the other sign.")
+        # static bound of every pre-overflow sum: max row L1 norm of the weights times the input bound
+        acc = (int(np.abs(wq).sum(axis=1).max()) * x_bound + int(np.abs(bq).max())) * 2**k
+        prefix = f"layer{i}."
+        arrays[prefix + "weight"] = wq.astype(np.int32)
+        arrays[prefix + "bias"] = bq.astype(np.int32)
+        arrays[prefix + "scale"] = big.astype(np.float64)
+        decay_mem = _scalar_decay(neuron.decay_mem if kind == "cuba" else getattr(neuron, "decay", 1.0),
+                                  f"layer {2 * i + 1} decay")
+        try:
+            enc_mem, code_mem = decay_code(decay_mem, profile.decay_encoding)
+            syn = None
+            if kind == "cuba":
+                decay_syn = _scalar_decay(neuron.decay_syn, f"layer {2 * i + 1} decay_syn")
+                enc_syn, code_syn = decay_code(decay_syn, profile.decay_encoding)
+                syn = {"encoding": enc_syn, "code": code_syn, "trained": decay_syn,
+                       "effective": decay_effective(enc_syn, code_syn)}
+        except ValueError as err:
+            raise LoweringError(f"layer {2 * i + 1}: {err}") from None
+        entry: dict[str, Any] = {
+            "index": i, "kind": kind, "source": type(neuron).__name__, "in_features": n_in, "out_features": n_out,
+            "input_max": x_bound, "weight_max": profile.weight_max, "threshold_shift": k,
+            "decay_mem": {"encoding": enc_mem, "code": code_mem, "trained": decay_mem,
+                          "effective": decay_effective(enc_mem, code_mem)},
+            "decay_syn": syn, "state_bits": profile.state_bits, "overflow": profile.overflow,
+            "current_bits": profile.current_bits, "current_overflow": profile.current_overflow,
+        }
+        row: dict[str, Any] = {"layer": i, "kind": kind, "scale_min": float(big.min()), "scale_max": float(big.max()),
+                               "weight_clip_fraction": w_clip, "bias_clip_fraction": b_clip,
+                               "decay_trained": decay_mem, "decay_effective": entry["decay_mem"]["effective"]}
+        state_peak = float((peak["v"] * big).max()) * 2**k
+        row.update(peak_state=state_peak, state_max=signed_max(profile.state_bits))
+        if spiking:
+            tq, t_clip = quantize(theta, big, profile.threshold_max, mode=profile.rounding)
+            if t_clip or (tq < 1).any():
+                raise LoweringError(f"layer {2 * i + 1}: thresholds do not fit {profile.threshold_bits} bits at the "
+                                    "scale the weights need; lower the threshold or use a wider target.")
+            model_cmp = neuron.cmp
+            compare = tq + {(">", ">="): 1, (">=", ">"): -1}.get((model_cmp, profile.spike_cmp), 0)
+            arrays[prefix + "threshold"] = compare.astype(np.int32)
+            arrays[prefix + "reset"] = tq.astype(np.int32)
+            acc += int(tq.max()) * 2**k
+            order = getattr(neuron, "order", "leak_first")
+            entry.update(reset=profile.reset, model_reset=neuron.reset, order=order, cmp=profile.spike_cmp,
+                         model_cmp=model_cmp)
+            row.update(threshold_min=int(tq.min()), threshold_max=int(tq.max()),
+                       reset_mismatch=neuron.reset != profile.reset)
+        if "u" in peak:
+            row.update(peak_current=float((peak["u"] * big).max()) * 2**k,
+                       current_max=signed_max(profile.current_bits))
+        if acc + 2 ** (max(profile.state_bits, profile.current_bits) - 1) > 2**31 - 1:
+            raise LoweringError(f"layer {2 * i}: the worst-case sum ({acc}) of {n_in} inputs does not fit the int32 "
+                                "simulator with a guard bit; use fewer weight or input bits, or a narrower state.")
+        row["overflow_risk"] = bool(row["peak_state"] > headroom * row["state_max"]
+                                    or row.get("peak_current", 0) > headroom * row.get("current_max", 1))
+        entry["arrays"] = sorted(name for name in arrays if name.startswith(prefix))
+        layers.append(entry)
+        report.append(row)
+    from jsnn import __version__
+
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "jsnn_version": __version__,
+        "target": profile.name, "profile": profile.to_dict(), "dt": float(dt),
+        "input": {"features": pairs[0][0].in_features, "bits": profile.input_bits, "max": profile.input_max,
+                  "x_max": x_max, "scale": in_scale,
+                  "encoding": "counts per step: clip(round_half_even(x * scale), 0, max) of the analog "
+                              "(direct-encoded) input; spikes are counts of 0 or 1"},
+        "layers": layers,
+        "output": {"kind": layers[-1]["kind"], "features": layers[-1]["out_features"],
+                   "decode": "float value = integer / scale (per output neuron)"},
+        "semantics": SEMANTICS,
+    }
+    manifest["arrays"] = _describe(arrays)
+    return Tables(manifest, arrays), report
+
+
+def _describe(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    return {name: {"shape": list(a.shape), "dtype": a.dtype.name,
+                   "sha256": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()}
+            for name, a in sorted(arrays.items())}
+
+
+def save_tables(tables: Tables, out_dir: str | os.PathLike) -> dict[str, str]:
+    """Write ``tables.npz``, ``manifest.json``, ``jsnn_net.h`` and ``jsnn_net.c`` into ``out_dir``.
+
+    Every file is rendered in memory first and written atomically (temporary name, then
+    rename), so an error leaves no partial output.
+
+    Returns:
+      file kind -> path.
+    """
+    from jsnn.lower.cgen import c_header, c_program
+
+    if _describe(tables.arrays) != tables.manifest.get("arrays"):
+        raise TablesError("the manifest does not describe these arrays; rebuild the tables with lower().")
+    buffer = io.BytesIO()
+    np.savez(buffer, **tables.arrays)
+    files = {
+        "tables": ("tables.npz", buffer.getvalue()),
+        "manifest": ("manifest.json", json.dumps(tables.manifest, indent=2, sort_keys=True).encode() + b"\n"),
+        "header": ("jsnn_net.h", c_header(tables).encode()),
+        "program": ("jsnn_net.c", c_program().encode()),
+    }
+    out = Path(out_dir)
+    for name, data in files.values():
+        atomic_write_bytes(out / name, data)
+    return {kind: str(out / name) for kind, (name, _) in files.items()}
+
+
+def load_tables(path: str | os.PathLike) -> Tables:
+    """Read tables written by :func:`save_tables`, verifying the manifest against the arrays.
+
+    Raises:
+      TablesError: a file is missing, the format is unknown, or an array's name, shape,
+        dtype or checksum differs from the manifest.
+    """
+    folder = Path(path)
+    mpath, apath = folder / "manifest.json", folder / "tables.npz"
+    for p in (mpath, apath):
+        if not p.is_file():
+            raise TablesError(f"{p} does not exist; pass the folder that `jsnn lower --out` wrote.")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TablesError(f"{mpath} is not valid JSON ({err}).") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise TablesError(f"{mpath} is not a jsnn tables manifest.")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise TablesError(f"{mpath} has format version {manifest.get('format_version')}; this jsnn reads "
+                          f"{FORMAT_VERSION}.")
+    try:
+        with np.load(apath, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError) as err:
+        raise TablesError(f"{apath} is not a readable npz file ({err}).") from None
+    described = _describe(arrays)
+    expected = manifest.get("arrays", {})
+    if described != expected:
+        bad = sorted(n for n in set(described) | set(expected) if described.get(n) != expected.get(n))
+        raise TablesError(f"the manifest does not match the arrays in {apath} (names, shapes, dtypes or "
+                          f"checksums differ for {bad}); the files were altered or mixed up.")
+    try:
+        Profile.from_dict(manifest["profile"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise TablesError(f"{mpath} holds an invalid profile ({err}).") from None
+    return Tables(manifest, arrays)
