@@ -50,9 +50,7 @@ def rate(x: Float[Array, "..."], num_steps: int, *, key: PRNGKeyArray) -> Float[
     return jax.random.bernoulli(key, x, (num_steps, *x.shape)).astype(x.dtype)
 
 
-def latency(
-    x: Float[Array, "..."], num_steps: int, *, threshold: float = 0.01, normalize_to_end: bool = True
-) -> Float[Array, "T ..."]:
+def latency(x: Float[Array, "..."], num_steps: int, *, threshold: float = 0.01) -> Float[Array, "T ..."]:
     """Latency (time-to-first-spike) code: one spike at ``t = round((1 - x) * (T - 1))``.
 
     Brighter inputs spike earlier; inputs ``<= threshold`` never spike.
@@ -61,8 +59,6 @@ def latency(
       x: intensities in [0, 1].
       num_steps: T.
       threshold: values at or below it emit no spike.
-      normalize_to_end: if True the dimmest spiking value fires at step T-1; if False the
-        time is ``(1 - x) * (T - 1)`` without rescaling (same thing for x in [0, 1]).
 
     Returns:
       One-hot-in-time spikes ``(T, *x.shape)``.
@@ -72,12 +68,11 @@ def latency(
       >>> latency(jnp.array([1.0, 0.5, 0.0]), 3).T.tolist()
       [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
     """
-    del normalize_to_end
     _check_steps(num_steps)
     x = jnp.asarray(x)
     _check_unit_interval(x, "latency")
     t = jnp.round((1 - x) * (num_steps - 1)).astype(jnp.int32)
-    steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * x.ndim)
+    steps = jnp.arange(num_steps, dtype=jnp.int32).reshape((num_steps,) + (1,) * x.ndim)
     return ((steps == t) & (x > threshold)).astype(x.dtype)
 
 

@@ -83,9 +83,23 @@ class Neuron(eqx.Module):
                 f"{type(self).__name__} expects floating-point currents; got {currents.dtype}. "
                 "Cast spikes with .astype(jnp.float32)."
             )
+        return self._run(currents)
+
+    def _run(self, currents):
+        return self.run_steps(currents)
+
+    def run_steps(self, currents: Float[Array, "T *n"]) -> tuple[Float[Array, "T *n"], Trace]:
+        """``lax.scan`` of ``step`` over time, differentiated by autodiff (no input checks)."""
         state = self.init_state(currents.shape[1:], currents.dtype)
         _, (out, v, spikes) = jax.lax.scan(lambda st, c: self.step(st, c), state, currents)
         return out, Trace(v=v, spikes=spikes)
+
+
+def _run_fused(neuron, currents):
+    from jsnn.fused import lif_scan
+
+    spikes, v = lif_scan(neuron, currents)
+    return spikes, Trace(v=v, spikes=spikes)
 
 
 def membrane_update(
@@ -165,6 +179,8 @@ class LIF(Neuron):
         s = _fire(self, v)
         return _SpikingState(v=v, s=s), (s, v, s)
 
+    _run = _run_fused
+
 
 class IF(Neuron):
     """Integrate-and-fire neuron: LIF without leak (decay = 1).
@@ -194,6 +210,8 @@ class IF(Neuron):
         v = membrane_update(state.v, s_prev, current, 1.0, self.threshold, self.reset, "leak_first")
         s = _fire(self, v)
         return _SpikingState(v=v, s=s), (s, v, s)
+
+    _run = _run_fused
 
 
 class _CubaState(NamedTuple):

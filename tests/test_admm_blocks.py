@@ -1,7 +1,7 @@
 """Closed-form ADMM blocks against the augmented Lagrangian coded directly from ALGORITHMS §1.2 (float64).
 
-The oracle ``lagrangian`` below is a plain loop over layers and steps, independent of the library's
-vectorised code. Each block must make the gradient of L_rho with respect to the block vanish (or
+The oracle ``lagrangian`` below is written out layer by layer from the formula, independent of the
+library's block code. Each block must make the gradient of L_rho with respect to the block vanish (or
 be coordinate-wise optimal against a grid, for the discontinuous Heaviside block).
 """
 
@@ -18,32 +18,31 @@ F64 = jnp.float64
 
 
 def lagrangian(weights, z, a, dual, x, y, rho=RHO, beta=BETA, decay=DECAY, th=TH, h=None):
-    """L_rho of §1.2 by plain loops. ``h`` optionally fixes H(z) of the hidden layers (for grads in a)."""
+    """L_rho of §1.2, written out per layer. ``h`` optionally fixes H(z) of the hidden layers (for grads in a)."""
     n_layers = len(weights)
     inputs = [x] + list(a)
     total = jnp.sum((z[-1][:, T - 1] - y) ** 2)
     for l in range(n_layers):
         w, b = weights[l]
-        for t in range(T):
-            z_prev = z[l][:, t - 1] if t > 0 else jnp.zeros_like(z[l][:, 0])
-            res = z[l][:, t] - decay * z_prev - inputs[l][:, t] @ w.T
-            if b is not None:
-                res = res - b
-            if l < n_layers - 1 and t > 0:
-                res = res + th * a[l][:, t - 1]
-            total = total + rho / 2 * jnp.sum(res**2)
-            if l == n_layers - 1 and t == T - 1:
-                total = total + jnp.sum(dual * res)
+        z_prev = jnp.concatenate([jnp.zeros_like(z[l][:, :1]), z[l][:, :-1]], axis=1)
+        res = z[l] - decay * z_prev - jnp.einsum("ntj,ij->nti", inputs[l], w)
+        if b is not None:
+            res = res - b
+        if l < n_layers - 1:  # reset term: + th * a_{l,t-1}
+            res = res.at[:, 1:].add(th * a[l][:, :-1])
+        total = total + rho / 2 * jnp.sum(res**2)
+        if l == n_layers - 1:
+            total = total + jnp.sum(dual * res[:, T - 1])
     for l in range(n_layers - 1):
         hl = (z[l] > th).astype(F64) if h is None else h[l]
         total = total + beta / 2 * jnp.sum((a[l] - hl) ** 2)
     return total
 
 
-lag = jax.jit(lagrangian)
-grad_w = jax.jit(jax.grad(lagrangian, argnums=0))
-grad_z = jax.jit(jax.grad(lagrangian, argnums=1))
-grad_a = jax.jit(jax.grad(lagrangian, argnums=2))
+lag = lagrangian
+grad_w = jax.grad(lagrangian, argnums=0)
+grad_z = jax.grad(lagrangian, argnums=1)
+grad_a = jax.grad(lagrangian, argnums=2)
 
 
 def problem(sizes, seed=0, use_bias=False):
@@ -163,7 +162,6 @@ def test_per_step_readout_update_is_stationary_in_the_steps_it_updates_last(swee
             assert float(jnp.max(jnp.abs(grad[:, t]))) < 1e-8
 
 
-@jax.jit
 def _on_grid(weights, zs, a, dual, x, y, grid, onehot):
     """L_rho with one element of a hidden layer's z (selected by ``onehot`` masks) set to each grid value."""
     return jax.vmap(lambda v: lagrangian(weights, [jnp.where(m, v, zl) for zl, m in zip(zs, onehot)],

@@ -37,7 +37,8 @@ class LayerResult(NamedTuple):
       v_end: membrane potential at ``t_end`` (n,).
       v_int: integral of the membrane potential over [0, t_end] (n,).
       i_spike: synaptic current at each spike (n, max_spikes), 0 in empty slots (residual for the adjoint).
-      count: number of spikes each neuron fired, including those beyond the buffer (n,).
+      count: number of spikes each neuron fired (n,); exact when the buffer held them all, otherwise
+        ``max_spikes + 1`` or more (the scan stops there) and ``overflow`` is set.
       overflow: whether a neuron fired more than ``max_spikes`` spikes (n,).
       grazing: number of grazing crossings (|dV/dt| below the guard) per neuron (n,).
     """

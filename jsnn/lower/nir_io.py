@@ -9,7 +9,7 @@ jsnn                       NIR
 ``Conv2d``                 ``Conv2d(input_shape, weight (C_out, C_in, kH, kW), stride, padding, 1, 1, bias)``
 ``Flatten``                ``Flatten(input_type, start_dim=0, end_dim=-1)``
 ``LIF(decay, threshold)``  ``LIF(tau = dt/(1-decay), r = tau/dt, v_leak = 0, v_threshold, v_reset = 0)``
-``IF(threshold)``          ``IF(r = 1/dt, v_threshold, v_reset = 0)``
+``IF``, ``LIF(decay=1)``   ``IF(r = 1/dt, v_threshold, v_reset = 0)``
 ``CubaLIF``                ``CubaLIF(tau_syn = dt/(1-decay_syn), tau_mem = dt/(1-decay_mem), r = tau_mem/dt,
                            v_leak = 0, v_threshold, v_reset = 0, w_in = tau_syn/dt)``
 ``LI(decay)``              ``LI(tau = dt/(1-decay), r = tau/dt, v_leak = 0)``; ``I(r = 1/dt)`` for decay 1
@@ -74,12 +74,15 @@ def _neuron_node(nir, neuron, shape, dt: float):
             return nir.I(r=_full(1.0 / dt, shape), metadata=meta)
         tau = _tau(neuron.decay, dt, "LI decay")
         return nir.LI(tau=_full(tau, shape), r=_full(tau / dt, shape), v_leak=_full(0.0, shape), metadata=meta)
-    if getattr(neuron, "reset", None) == "none":
+    if not isinstance(neuron, LIF | IF | CubaLIF):
+        raise NIRError(f"no NIR mapping for {type(neuron).__name__}; exportable layers are Linear, Conv2d, Flatten, "
+                       "LIF, IF, CubaLIF and LI.")
+    if neuron.reset == "none":
         raise NIRError("a neuron with reset='none' has no NIR form; use an LI readout instead.")
     meta.update(reset=neuron.reset, spike_cmp=neuron.cmp, order=getattr(neuron, "order", "leak_first"))
     theta = _full(neuron.threshold, shape)
     zeros = _full(0.0, shape)
-    if isinstance(neuron, IF):
+    if isinstance(neuron, IF) or isinstance(neuron, LIF) and np.all(np.asarray(neuron.decay) == 1.0):
         meta["decay"] = 1.0
         return nir.IF(r=_full(1.0 / dt, shape), v_threshold=theta, v_reset=zeros, metadata=meta)
     if isinstance(neuron, CubaLIF):
@@ -90,15 +93,12 @@ def _neuron_node(nir, neuron, shape, dt: float):
         return nir.CubaLIF(tau_syn=_full(tau_syn, shape), tau_mem=_full(tau_mem, shape), r=_full(tau_mem / dt, shape),
                            v_leak=zeros, v_threshold=theta, v_reset=zeros, w_in=_full(tau_syn / dt, shape),
                            metadata=meta)
-    if isinstance(neuron, LIF):
-        if np.ndim(neuron.decay):
-            raise NIRError("per-neuron LIF decays are not exported; use a scalar decay.")
-        meta["decay"] = float(neuron.decay)
-        tau = _tau(neuron.decay, dt, "LIF decay")
-        return nir.LIF(tau=_full(tau, shape), r=_full(tau / dt, shape), v_leak=zeros, v_threshold=theta,
-                       v_reset=zeros, metadata=meta)
-    raise NIRError(f"no NIR mapping for {type(neuron).__name__}; exportable layers are Linear, Conv2d, Flatten, "
-                   "LIF, IF, CubaLIF and LI.")
+    if np.ndim(neuron.decay):
+        raise NIRError("per-neuron LIF decays are not exported; use a scalar decay.")
+    meta["decay"] = float(neuron.decay)
+    tau = _tau(neuron.decay, dt, "LIF decay")
+    return nir.LIF(tau=_full(tau, shape), r=_full(tau / dt, shape), v_leak=zeros, v_threshold=theta,
+                   v_reset=zeros, metadata=meta)
 
 
 def to_nir(net: Sequential, *, dt: float = 1e-3, input_shape: tuple[int, ...] | None = None):

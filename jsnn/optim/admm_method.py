@@ -1,0 +1,300 @@
+"""``jsnn train --method admm``: full-batch ADMM runs with metrics, checkpoints, resume and plots.
+
+ADMM is full-batch (one iteration sweeps every sample), so it does not use the mini-batch loop of
+:func:`jsnn.train.fit`; :class:`AdmmRun` offers the same face as :class:`jsnn.train.TrainingRun`
+(``run(out_dir=..., resume=..., progress=...)`` and ``run.evaluate(checkpoint)``) and writes the
+same files: ``checkpoint.eqx`` (jsnn checkpoint format, atomic) and ``metrics.jsonl``.
+
+Inputs are direct-coded (the pixel intensities are the input current at every step). The
+network starts from random weights whose gains are calibrated so each hidden layer fires at
+about ``target_rate``, and ADMM starts from their forward simulation (``init="forward"``).
+
+References:
+  Perin, Bidini, Mazzieri, Rossi, "ADMM-based training for spiking neural networks",
+  arXiv 2505.05527.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from jsnn.optim.admm import (
+    AdmmOptions,
+    StateLayout,
+    admm,
+    admm_metrics,
+    make_batch,
+    to_sequential,
+)
+
+__all__ = ["ADMM_DEFAULTS", "AdmmRun", "DivergenceError", "build_admm", "calibrated_params", "plot_metrics"]
+
+CHECKPOINT_NAME = "checkpoint.eqx"
+METRICS_NAME = "metrics.jsonl"
+
+#: per data set defaults of ``jsnn train --method admm`` (flags override them); measured in bench/admm_accuracy.py
+ADMM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"hidden": [256], "T": 8, "iters": 100, "warmup": 30},
+    "mnist": {"hidden": [512], "T": 8, "iters": 60, "warmup": 20, "train_samples": 10000, "chunk_size": 2500},
+}
+_COMMON = {"rho": 1.0, "beta": 0.1, "ridge": 1e-2, "decay": 0.95, "threshold": 1.0, "sweep": "red_black",
+           "init": "forward", "target_rate": 0.15, "log_every": 10, "checkpoint_every": 10, "seed": 0,
+           "plot": False}
+
+
+class DivergenceError(ValueError):
+    """ADMM produced NaNs or exploding residuals; the message names the last good checkpoint."""
+
+
+def calibrated_params(sizes: list[int], x: np.ndarray, *, key, decay: float = 0.95, threshold: float = 1.0,
+                      target_rate: float = 0.15, dtype=jnp.float32):
+    """Random Gaussian weights whose per-layer gain makes each hidden layer fire at about ``target_rate``.
+
+    Layer by layer, the gain is chosen from a geometric grid on a sample ``x`` ``(n, T, d_0)``.
+
+    Example:
+      >>> import numpy as np, jax
+      >>> x = np.random.default_rng(0).random((16, 4, 5)).astype(np.float32)
+      >>> p = calibrated_params([5, 8, 2], x, key=jax.random.key(0))
+      >>> p[0]["weight"].shape
+      (8, 5)
+    """
+    from jsnn.simulate import simulate
+
+    keys = jax.random.split(key, len(sizes) - 1)
+    params = [{"weight": jax.random.normal(k, (o, i), dtype) / math.sqrt(i)}
+              for k, i, o in zip(keys, sizes[:-1], sizes[1:])]
+    xj = jnp.asarray(x, dtype)
+    gains = 2.0 ** np.arange(-2, 6, 0.5)
+    for l in range(len(sizes) - 2):
+        def rate(g, l=l):
+            trial = [dict(p) for p in params]
+            trial[l] = {"weight": params[l]["weight"] * g}
+            net = to_sequential(tuple(trial), decay=decay, threshold=threshold)
+            _, traces = jax.vmap(lambda xi: simulate(net, xi, record=True))(xj)
+            return float(traces[net.neuron_layers[l]].spikes.mean())
+
+        best = min(gains, key=lambda g: abs(rate(g) - target_rate))
+        params[l] = {"weight": params[l]["weight"] * jnp.asarray(best, dtype)}
+    return tuple(params)
+
+
+def _direct(x: np.ndarray, num_steps: int) -> np.ndarray:
+    return np.repeat(x[:, None, :], num_steps, axis=1)
+
+
+@dataclass
+class AdmmRun:
+    """An ADMM run bound to its data and config (the face of :class:`jsnn.train.TrainingRun`)."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    num_classes: int
+    config: dict[str, Any]
+
+    def _setup(self):
+        c = self.config
+        x, y = self.train
+        layout = StateLayout(num_samples=len(y), num_steps=c["T"], chunk_size=c.get("chunk_size"))
+        batch = make_batch(_direct(x, c["T"]), y, layout, targets=np.eye(self.num_classes)[y])
+        sizes = [x.shape[1], *c["hidden"], self.num_classes]
+        params = calibrated_params(sizes, _direct(x[:256], c["T"]), key=jax.random.key(c["seed"]),
+                                   decay=c["decay"], threshold=c["threshold"], target_rate=c["target_rate"])
+        opt = admm(c["rho"], c["beta"], layout=layout, decay=c["decay"], threshold=c["threshold"],
+                   warmup=c["warmup"], ridge=c["ridge"], seed=c["seed"], options=AdmmOptions(sweep=c["sweep"]),
+                   init=c["init"])
+        return layout, batch, params, opt
+
+    def _accuracy(self, params, x, y) -> float:
+        return accuracy(params, _direct(x, self.config["T"]), y, decay=self.config["decay"],
+                        threshold=self.config["threshold"])
+
+    def __call__(self, *, out_dir: str | Path | None, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+        """Run (or resume) the iterations; return a JSON-able summary."""
+        from jsnn.checkpoint import load_checkpoint, save_checkpoint
+
+        c = self.config
+        start = time.perf_counter()
+        layout, batch, params, opt = self._setup()
+        opt_state = opt.init(params)
+        out = Path(out_dir) if out_dir is not None else None
+        ckpt = out / CHECKPOINT_NAME if out else None
+        metrics_path = out / METRICS_NAME if out else None
+        it = 0
+        if resume:
+            if ckpt is None or not ckpt.exists():
+                raise FileNotFoundError(f"--resume needs a checkpoint at {ckpt}; none found. Start without --resume.")
+            (params, opt_state), header = load_checkpoint(ckpt, (params, opt_state))
+            it = header["step"]
+            _keep_metrics_until(metrics_path, it)
+        elif out:
+            out.mkdir(parents=True, exist_ok=True)
+            metrics_path.unlink(missing_ok=True)
+
+        @jax.jit
+        def step(params, opt_state, batch):
+            updates, opt_state = opt.update(params, opt_state, params, batch=batch)
+            new = optax.apply_updates(params, updates)
+            finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(new)]))
+            return new, opt_state, finite
+
+        last_good = str(ckpt) if ckpt is not None and ckpt.exists() else None
+        first_residual = None
+        bar = tqdm(total=c["iters"], initial=it, desc="admm", disable=not progress, dynamic_ncols=True)
+        record: dict[str, Any] = {}
+        while it < c["iters"]:
+            params, opt_state, finite = step(params, opt_state, batch)
+            it += 1
+            bar.update(1)
+            if not bool(finite):
+                raise DivergenceError(_diverged_message(it, "the weights became NaN or infinite", last_good))
+            if it % c["log_every"] == 0 or it == c["iters"]:
+                m = admm_metrics(params, opt_state, batch, rho=c["rho"], beta=c["beta"], decay=c["decay"],
+                                 threshold=c["threshold"])
+                record = {"iter": it, **m, "test_accuracy": self._accuracy(params, *self.test),
+                          "wall_s": round(time.perf_counter() - start, 2)}
+                residual = max(m["rms_cz"] + [m["primal_residual"]])
+                first_residual = residual if first_residual is None else first_residual
+                if not all(math.isfinite(v) for v in [m["lagrangian"], residual]) or residual > 1e4 * max(
+                        first_residual, 1e-3):
+                    raise DivergenceError(_diverged_message(it, f"residuals exploded (max RMS {residual:.3g})",
+                                                            last_good))
+                if metrics_path:
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{m['loss']:.3g}", train=f"{m['train_accuracy']:.3f}",
+                                test=f"{record['test_accuracy']:.3f}")
+            if ckpt is not None and (it % c["checkpoint_every"] == 0 or it == c["iters"]):
+                save_checkpoint(ckpt, (params, opt_state), {"config": c, "step": it, "epoch": it, "batch": 0})
+                last_good = str(ckpt)
+        bar.close()
+        if out and c.get("plot"):
+            plot_metrics(metrics_path, out / "metrics.png")
+        summary = {"config": c, "test_accuracy": self._accuracy(params, *self.test),
+                   "train_accuracy": record.get("train_accuracy"), "iterations": it,
+                   "wall_s": round(time.perf_counter() - start, 2)}
+        if ckpt is not None:
+            summary["checkpoint"] = str(ckpt)
+        return summary
+
+    def evaluate(self, checkpoint: str | Path) -> dict[str, Any]:
+        """Test accuracy of a checkpoint written by this run's config."""
+        from jsnn.checkpoint import load_checkpoint
+
+        _, _, params, opt = self._setup()
+        (params, _), header = load_checkpoint(checkpoint, (params, opt.init(params)))
+        return {"checkpoint": str(checkpoint), "step": header["step"],
+                "test_accuracy": self._accuracy(params, *self.test)}
+
+
+def accuracy(params, x: np.ndarray, y: np.ndarray, *, decay: float, threshold: float, chunk: int = 1000) -> float:
+    """Test accuracy of the ADMM network (argmax of the readout potential at the last step)."""
+    from jsnn.simulate import simulate
+
+    @jax.jit
+    def predict(params, xb):
+        net = to_sequential(params, decay=decay, threshold=threshold)
+        return jnp.argmax(jax.vmap(lambda xi: simulate(net, xi)[-1])(xb), axis=-1)
+
+    correct = 0
+    for s in range(0, len(y), chunk):
+        correct += int((np.asarray(predict(params, jnp.asarray(x[s:s + chunk], jnp.float32))) == y[s:s + chunk]).sum())
+    return correct / len(y)
+
+
+def _diverged_message(it: int, what: str, last_good: str | None) -> str:
+    where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+    return (f"ADMM diverged at iteration {it}: {what}; {where}. "
+            "Raise --ridge or --beta, lower --rho, or lengthen --warmup.")
+
+
+def _keep_metrics_until(path: Path | None, it: int) -> None:
+    from jsnn.checkpoint import atomic_write_bytes
+
+    if path is None or not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["iter"] <= it]
+    atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+
+
+def plot_metrics(metrics_path: str | Path, out_png: str | Path) -> None:
+    """Plot loss, residuals, Lagrangian and accuracies of a ``metrics.jsonl`` (written atomically).
+
+    Raises:
+      ImportError: without matplotlib (``pip install jsnn[plot]``).
+    """
+    import os
+    import tempfile
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError("--plot needs matplotlib: pip install 'jsnn[plot]'.") from err
+    rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line]
+    it = [r["iter"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    axes[0].semilogy(it, [r["primal_residual"] for r in rows], label="primal (readout, t=T)")
+    for l in range(len(rows[0]["rms_cz"])):
+        axes[0].semilogy(it, [r["rms_cz"][l] for r in rows], label=f"RMS C^z layer {l + 1}")
+    for l in range(len(rows[0]["rms_ca"])):
+        axes[0].semilogy(it, [r["rms_ca"][l] for r in rows], "--", label=f"RMS C^a layer {l + 1}")
+    axes[0].set_title("residuals")
+    axes[0].legend(fontsize=7)
+    axes[1].semilogy(it, [r["loss"] for r in rows], label="loss")
+    axes[1].plot(it, [abs(r["lagrangian"]) for r in rows], label="|L_rho|")
+    axes[1].set_title("loss and augmented Lagrangian")
+    axes[1].legend(fontsize=7)
+    axes[2].plot(it, [r["train_accuracy"] for r in rows], label="train (forward)")
+    axes[2].plot(it, [r["test_accuracy"] for r in rows], label="test")
+    for l in range(len(rows[0]["spike_disagreement"])):
+        axes[2].plot(it, [r["spike_disagreement"][l] for r in rows], ":", label=f"spike disagreement {l + 1}")
+    axes[2].set_title("accuracy")
+    axes[2].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("iteration")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out_png.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out_png)
+
+
+def build_admm(config: dict[str, Any], *, data_dir: str | None = None) -> AdmmRun:
+    """An ADMM run for ``config`` (defaults from :data:`ADMM_DEFAULTS`; CLI flags override them).
+
+    Config keys: ``data`` (digits|mnist), ``hidden``, ``T``, ``iters``, ``warmup``, ``rho``, ``beta``,
+    ``ridge``, ``decay``, ``threshold``, ``sweep``, ``init``, ``train_samples``, ``chunk_size``,
+    ``seed``, ``log_every``, ``checkpoint_every``, ``plot``.
+    """
+    from jsnn.methods import load_split_arrays
+
+    full = {"method": "admm", "data": "digits"}
+    full.update({k: v for k, v in config.items() if v is not None})
+    if full["data"] not in ADMM_DEFAULTS:
+        raise ValueError(f"ADMM supports --data {sorted(ADMM_DEFAULTS)}; got {full['data']!r}.")
+    full = {**_COMMON, **ADMM_DEFAULTS[full["data"]], **full}
+    full["hidden"] = list(full["hidden"])
+    for key in ("rho", "beta"):
+        if not full[key] > 0:
+            raise ValueError(f"--{key} must be positive; got {full[key]}.")
+    train, test, num_classes = load_split_arrays(full["data"], data_dir)
+    n = full.get("train_samples")
+    if n is not None:
+        train = (train[0][:n], train[1][:n])
+    return AdmmRun(train, test, num_classes, full)

@@ -1,0 +1,134 @@
+"""Tables, manifest and checksums; lowering errors; the `jsnn lower` CLI piece."""
+
+import argparse
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jsnn.checkpoint import save_checkpoint
+from jsnn.lower import LoweringError, TablesError, UnknownTargetError, load_tables, lower, save_tables
+from jsnn.lower import cli as lower_cli
+from jsnn.methods import build_bptt
+from jsnn.neurons import LI, LIF
+from jsnn.nn import Conv2d, Flatten, Linear, Recurrent, Sequential, mlp
+
+
+@pytest.fixture(scope="module")
+def tables():
+    net = mlp(5, [4], 3, key=jax.random.key(0), scale=2.0)
+    return lower(net, "loihi", np.random.default_rng(0).uniform(0, 1, (3, 6, 5)))
+
+
+def test_save_load_round_trip_is_exact(tmp_path, tables):
+    tables, report = tables
+    files = save_tables(tables, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jsnn_net.c", "jsnn_net.h", "manifest.json", "tables.npz"]
+    back = load_tables(tmp_path)
+    assert back.manifest == tables.manifest
+    assert back.arrays.keys() == tables.arrays.keys()
+    for name, a in tables.arrays.items():
+        assert back.arrays[name].dtype == a.dtype and np.array_equal(back.arrays[name], a)
+    manifest = json.loads(open(files["manifest"]).read())
+    for key in ("target", "dt", "jsnn_version", "layers", "input", "semantics", "profile"):
+        assert key in manifest
+    assert manifest["arrays"]["layer0.weight"]["shape"] == [4, 5]
+    assert {r["layer"] for r in report} == {0, 1}
+    assert all({"scale_min", "weight_clip_fraction", "peak_state", "state_max", "overflow_risk"} <= set(r)
+               for r in report)
+
+
+def test_tampered_manifest_is_refused(tmp_path, tables):
+    save_tables(tables[0], tmp_path)
+    path = tmp_path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["arrays"]["layer0.bias"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(TablesError, match="layer0.bias"):
+        load_tables(tmp_path)
+
+
+def test_altered_array_is_refused(tmp_path, tables):
+    save_tables(tables[0], tmp_path)
+    arrays = dict(np.load(tmp_path / "tables.npz"))
+    arrays["layer1.weight"] = arrays["layer1.weight"] + 1
+    np.savez(tmp_path / "tables.npz", **arrays)
+    with pytest.raises(TablesError, match="layer1.weight"):
+        load_tables(tmp_path)
+
+
+def test_missing_files_are_reported(tmp_path):
+    with pytest.raises(TablesError, match="does not exist"):
+        load_tables(tmp_path)
+
+
+@pytest.mark.parametrize("net,match", [
+    (Sequential([Conv2d(1, 2, 3, key=jax.random.key(0)), LIF(), Flatten(), Linear(2, 2, key=jax.random.key(1))]),
+     "cannot hold layer 0 \\(Conv2d\\)"),
+    (Sequential([Linear(3, 4, key=jax.random.key(0)), Recurrent(4, key=jax.random.key(1))]),
+     "cannot hold layer 1 \\(Recurrent\\)"),
+    (Sequential([Linear(3, 2, key=jax.random.key(0)), LI()]), "not a spiking net"),
+    ({"weight": np.ones(3)}, "expected a spiking network"),
+])
+def test_unlowerable_networks_are_refused(net, match):
+    with pytest.raises(LoweringError, match=match):
+        lower(net, "xylo", np.ones((1, 2, 3)))
+
+
+def test_leaky_net_on_a_leakless_target_is_refused():
+    with pytest.raises(LoweringError, match="no leak"):
+        lower(mlp(3, [2], 2, key=jax.random.key(0)), "speck", np.ones((1, 2, 3)))
+
+
+def test_bad_calibration_inputs_are_refused():
+    net = mlp(3, [2], 2, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="shape"):
+        lower(net, "xylo", np.ones((2, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        lower(net, "xylo", np.full((1, 2, 3), np.nan))
+
+
+# ----------------------------------------------------------------------------- CLI piece
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    lower_cli.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["lower", *argv])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    config = {"method": "bptt", "data": "digits", "hidden": [8], "T": 4, "epochs": 1, "batch_size": 32, "seed": 0}
+    run = build_bptt(config)
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.eqx"
+    save_checkpoint(path, run.method.init(jax.random.key(0)), {"config": run.config, "step": 0, "epoch": 0,
+                                                                 "batch": 0})
+    return path
+
+
+def test_cli_writes_tables_and_nir(tmp_path, checkpoint):
+    out = tmp_path / "out"
+    result = lower_cli.run(_parse([str(checkpoint), "--target", "xylo", "--out", str(out), "--nir",
+                                   "--calibration-samples", "16"]))
+    assert result["target"] == "xylo" and len(result["report"]) == 2
+    assert load_tables(out).manifest["input"]["features"] == 64
+    assert (out / "network.nir").is_file()
+
+
+@pytest.mark.parametrize("argv,error,match", [
+    (["--target", "tpu"], UnknownTargetError, "unknown target"),
+    (["--target", "speck"], LoweringError, "no leak"),
+])
+def test_cli_errors_leave_no_output(tmp_path, checkpoint, argv, error, match):
+    out = tmp_path / "out"
+    with pytest.raises(error, match=match):
+        lower_cli.run(_parse([str(checkpoint), *argv, "--out", str(out)]))
+    assert not out.exists()
+
+
+def test_cli_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
+    bogus = tmp_path / "x.eqx"
+    bogus.write_text("hello\n")
+    with pytest.raises(ValueError, match="not a jsnn checkpoint"):
+        lower_cli.run(_parse([str(bogus), "--target", "xylo", "--out", str(tmp_path / "out")]))
+    assert not (tmp_path / "out").exists()
