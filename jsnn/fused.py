@@ -9,8 +9,12 @@ computes the gradients with one elementwise reverse scan:
     mu_t     = dL/ds_t  = gs_t + lam_{t+1} * df_{t+1}/ds_t        (second term absent with detach_reset)
     lam_t    = dL/dv_t  = gv_t + mu_t * H'(v_t - thr) + lam_{t+1} * df_{t+1}/dv_t
     dL/dc_t  = lam_t
-    dL/dδ    = sum_t lam_t * df_t/dδ
-    dL/dthr  = sum_t lam_t * df_t/dthr - sum_t mu_t * H'(v_t - thr)
+    dL/dδ    = sum_t lam_{t+1} * df_{t+1}/dδ
+    dL/dthr  = sum_t lam_{t+1} * df_{t+1}/dthr - sum_t mu_t * H'(v_t - thr)
+
+The partials of f_{t+1} depend only on (v_t, s_t), so the reverse scan reads one stored
+array (v; spikes are recomputed from it) and accumulates the parameter gradients in its
+carry.
 
 where ``H'`` is the surrogate derivative. The result equals autodiff of the step
 function exactly (tests/test_fused.py checks every flag combination against it).
@@ -31,7 +35,11 @@ from jaxtyping import Array, Float
 __all__ = ["lif_scan"]
 
 
-def _forward(flags, derivative, decay, threshold, slope, currents):
+def _fired(x: Array, inclusive: bool) -> Array:
+    return (x >= 0 if inclusive else x > 0).astype(x.dtype)
+
+
+def _forward(flags, decay, threshold, currents):
     from jsnn.neurons import membrane_update
 
     reset, order, inclusive, _ = flags
@@ -39,8 +47,7 @@ def _forward(flags, derivative, decay, threshold, slope, currents):
     def step(carry, c):
         v_prev, s_prev = carry
         v = membrane_update(v_prev, s_prev, c, decay, threshold, reset, order)
-        x = v - threshold
-        s = (x >= 0 if inclusive else x > 0).astype(v.dtype)
+        s = _fired(v - threshold, inclusive)
         return (v, s), (s, v)
 
     zeros = jnp.zeros(currents.shape[1:], currents.dtype)
@@ -50,57 +57,57 @@ def _forward(flags, derivative, decay, threshold, slope, currents):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _lif_scan(flags, derivative, decay, threshold, slope, currents):
-    return _forward(flags, derivative, decay, threshold, slope, currents)
+    return _forward(flags, decay, threshold, currents)
 
 
 def _lif_scan_fwd(flags, derivative, decay, threshold, slope, currents):
-    s, v = _forward(flags, derivative, decay, threshold, slope, currents)
-    return (s, v), (decay, threshold, slope, s, v)
+    s, v = _forward(flags, decay, threshold, currents)
+    return (s, v), (decay, threshold, slope, v)  # spikes are recomputed from v in the reverse pass
 
 
 def _sum_to(x: Array, like: Array) -> Array:
-    """Sum ``x`` (time, *features) down to the (broadcastable) shape of ``like``."""
-    x = x.sum(axis=0)
+    """Sum ``x`` (*features) down to the (broadcastable) shape of ``like``."""
     extra = x.ndim - like.ndim
     x = x.sum(axis=tuple(range(extra))) if extra > 0 else x
     axes = tuple(i for i, n in enumerate(like.shape) if n == 1 and x.shape[i] != 1)
     return x.sum(axis=axes, keepdims=True).reshape(like.shape)
 
 
-def _partials(reset, order, decay, threshold, v_prev, s_prev):
-    """df_t/dv_{t-1}, df_t/ds_{t-1}, df_t/d(decay), df_t/d(threshold) of the leak-and-reset map f."""
-    one = jnp.ones_like(v_prev)
+def _partials(reset, order, decay, threshold, v, s):
+    """Partials of the next step's leak-and-reset map f(v, s) wrt v, s, decay and threshold.
+
+    They are broadcastable (scalars where constant), so nothing of size (T, *features) is built.
+    """
     if reset == "subtract":
         if order == "leak_first":
-            return decay * one, -threshold * one, v_prev, -s_prev
-        return decay * one, -decay * threshold * one, v_prev - threshold * s_prev, -decay * s_prev
+            return decay, -threshold, v, -s
+        return decay, -decay * threshold, v - threshold * s, -decay * s
     if reset == "zero":
-        return decay * (1 - s_prev), -decay * v_prev, (1 - s_prev) * v_prev, jnp.zeros_like(v_prev)
-    return decay * one, jnp.zeros_like(v_prev), v_prev, jnp.zeros_like(v_prev)
+        return decay * (1 - s), -decay * v, (1 - s) * v, 0.0
+    return decay, 0.0, v, 0.0
 
 
 def _lif_scan_bwd(flags, derivative, residuals, cotangents):
-    reset, order, _, detach = flags
-    decay, threshold, slope, s, v = residuals
+    reset, order, inclusive, detach = flags
+    decay, threshold, slope, v = residuals
     gs, gv = cotangents
-    sg = derivative(v - threshold, jnp.asarray(slope, v.dtype))
-    v_prev = jnp.concatenate([jnp.zeros_like(v[:1]), v[:-1]])
-    s_prev = jnp.concatenate([jnp.zeros_like(s[:1]), s[:-1]])
-    fv, fs, fd, fth = _partials(reset, order, decay, threshold, v_prev, s_prev)
-    # f_{t+1}'s partials seen from step t; nothing follows the last step.
-    fv_next = jnp.concatenate([fv[1:], jnp.zeros_like(fv[:1])])
-    fs_next = jnp.concatenate([fs[1:], jnp.zeros_like(fs[:1])])
+    slope = jnp.asarray(slope, v.dtype)
 
-    def back(lam_next, inputs):
-        gs_t, gv_t, sg_t, fv_t, fs_t = inputs
-        mu = gs_t if detach else gs_t + lam_next * fs_t
-        lam = gv_t + mu * sg_t + lam_next * fv_t
-        return lam, (lam, mu)
+    def back(carry, inputs):
+        lam_next, g_decay, g_threshold = carry  # lam_next = dL/dv_{t+1} (zero after the last step)
+        gs_t, gv_t, v_t = inputs
+        x = v_t - threshold
+        s_t = _fired(x, inclusive)
+        sg_t = derivative(x, slope)
+        fv, fs, fd, fth = _partials(reset, order, decay, threshold, v_t, s_t)  # of f_{t+1} at (v_t, s_t)
+        mu = gs_t if detach else gs_t + lam_next * fs
+        lam = gv_t + mu * sg_t + lam_next * fv
+        return (lam, g_decay + lam_next * fd, g_threshold + lam_next * fth - mu * sg_t), lam
 
-    _, (lam, mu) = jax.lax.scan(back, jnp.zeros_like(v[0]), (gs, gv, sg, fv_next, fs_next), reverse=True)
-    g_decay = _sum_to(lam * fd, decay)
-    g_threshold = _sum_to(lam * fth - mu * sg, threshold)
-    return g_decay, g_threshold, jnp.zeros_like(slope), lam
+    zeros = jnp.zeros_like(v[0])
+    (_, g_decay, g_threshold), lam = jax.lax.scan(back, (zeros, zeros, zeros), (gs, gv, v), reverse=True)
+    # f_0 acts on the zero initial state, so its decay and threshold partials vanish: the sums are complete.
+    return _sum_to(g_decay, decay), _sum_to(g_threshold, threshold), jnp.zeros_like(slope), lam
 
 
 _lif_scan.defvjp(_lif_scan_fwd, _lif_scan_bwd)
