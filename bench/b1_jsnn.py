@@ -31,13 +31,15 @@ from common import (
 import jsnn
 
 
-def main() -> None:
-    args = b1_arguments("jsnn")
+def main(impl: str = "jsnn", compute_dtype: str | None = None) -> None:
+    """Time B1 with jsnn; ``compute_dtype="bfloat16"`` runs the matmuls in mixed precision."""
+    args = b1_arguments(impl)
     spikes_np, labels_np = b1_batch(args.T, args.batch, args.seed)
     spikes, labels = jnp.asarray(spikes_np), jnp.asarray(labels_np)
     neuron = jsnn.LIF(decay=DECAY, threshold=THRESHOLD, surrogate=jsnn.surrogate.FastSigmoid(SLOPE),
                       detach_reset=False)
-    net = jsnn.mlp(N_IN, [args.hidden], N_OUT, neuron=neuron, readout=neuron, key=jax.random.key(args.seed))
+    net = jsnn.mlp(N_IN, [args.hidden], N_OUT, neuron=neuron, readout=neuron, compute_dtype=compute_dtype,
+                   key=jax.random.key(args.seed))
     optimizer = optax.adam(LEARNING_RATE)
     opt_state = optimizer.init(eqx.filter(net, eqx.is_inexact_array))
 
@@ -64,7 +66,7 @@ def main() -> None:
 
     _, compile_s, warmup_s, times = time_steps(step, (net, opt_state, None), warmup=args.warmup, steps=args.steps,
                                                block=block)
-    emit_b1_record("jsnn", args, compile_s=compile_s, warmup_s=warmup_s, times_s=times,
+    emit_b1_record(impl, args, compile_s=compile_s, warmup_s=warmup_s, times_s=times,
                    versions=package_versions(["jsnn", "jax", "jaxlib", "equinox", "optax"]),
                    device=jax.devices()[0].device_kind, loss_first=float(losses[0]), loss_last=float(losses[-1]))
 

@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr-decay", type=float, default=0.95)
     p.add_argument("--n-train", type=int, default=5000)
     p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--max-spikes", type=int, nargs=2, default=None, metavar=("HIDDEN", "OUT"))
+    p.add_argument("--max-events", type=int, default=None, help="cap on hidden spikes the output layer sees")
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "b3_yinyang.json")
     args = p.parse_args(argv)
@@ -53,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     defaults = dict(EXACT_DEFAULTS["yinyang"])
     defaults.update(hidden=[args.hidden], batch_size=args.batch_size, grad=args.grad, lr_decay=args.lr_decay,
                     steps_per_epoch=args.n_train // args.batch_size)
+    if args.max_spikes is not None:
+        defaults["max_spikes"] = args.max_spikes
+    if args.max_events is not None:
+        defaults["max_events"] = [None, args.max_events]
     if args.lr is not None:
         defaults["lr"] = args.lr
     config = ExactConfig.from_dict(defaults)
@@ -96,20 +102,26 @@ def main(argv: list[str] | None = None) -> int:
             rec["test_acc"] = acc.round(4).tolist()
         history.append(rec)
         print(json.dumps(rec), flush=True)
+        if "test_acc" in rec:
+            write_json_atomic(args.out, summarise(args, config, seeds, history, epoch_times))
+    result = summarise(args, config, seeds, history, epoch_times)
+    print(json.dumps({k: v for k, v in result.items() if k != "history"}), flush=True)
+    return 0
 
-    acc = np.asarray(history[-1]["test_acc"])
-    result = {
+
+def summarise(args, config, seeds, history, epoch_times) -> dict:
+    """The result record: accuracy at the last evaluation, its spread over seeds, seconds per epoch."""
+    last = [r for r in history if "test_acc" in r][-1]
+    acc = np.asarray(last["test_acc"])
+    return {
         "workload": "B3", "data": "yinyang", "n_train": args.n_train, "n_test": args.n_test,
-        "config": config.to_dict(), "epochs": args.epochs, "seeds": seeds,
+        "config": config.to_dict(), "epochs_done": last["epoch"], "epochs": args.epochs, "seeds": seeds,
         "test_acc": acc.tolist(), "test_acc_mean": float(acc.mean()), "test_acc_std": float(acc.std(ddof=1))
         if len(acc) > 1 else 0.0, "test_acc_min": float(acc.min()), "test_acc_max": float(acc.max()),
         "epoch_s_median": float(np.median(epoch_times[1:] if len(epoch_times) > 1 else epoch_times)),
         "epoch_s_first": epoch_times[0], "note": "seconds per epoch train all seeds at once (vmap)",
         "device": jax.devices()[0].device_kind, "history": history,
     }
-    write_json_atomic(args.out, result)
-    print(json.dumps({k: v for k, v in result.items() if k != "history"}), flush=True)
-    return 0
 
 
 if __name__ == "__main__":

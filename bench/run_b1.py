@@ -41,7 +41,7 @@ REPO = BENCH.parent
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
 
 #: implementation name -> which environment runs it ("main": sys.executable, "peers": .venv-peers)
-IMPLS = {"reference": "main", "jsnn": "main", "spyx": "peers", "snntorch": "peers"}
+IMPLS = {"reference": "main", "jsnn": "main", "jsnn_bf16": "main", "spyx": "peers", "snntorch": "peers"}
 #: ratios printed in the terminal table (README shows only the reference)
 RATIO_BASES = ("reference", "spyx", "snntorch")
 CONFIGS = {

@@ -1,4 +1,4 @@
-"""The ``jsnn`` command line: ``jsnn train``, ``jsnn evaluate``, ``jsnn data info``.
+"""The ``jsnn`` command line: ``jsnn train``, ``jsnn evaluate``, ``jsnn lower``, ``jsnn data info``.
 
 Every user error (a wrong flag, a missing data directory, a corrupt checkpoint) ends
 with one line on stderr that says what to do, and exit status 2, never a traceback.
@@ -75,6 +75,10 @@ def _parser() -> _Parser:
     evaluate.add_argument("checkpoint", help="a checkpoint.eqx written by jsnn train")
     evaluate.add_argument("--data-dir", help="folder with the MNIST IDX files")
 
+    from jsnn.lower import cli as lower_cli
+
+    lower_cli.add_parser(sub)
+
     data = sub.add_parser("data", help="data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_sub.add_parser("info", help="what data is available and where")
@@ -132,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             result = _train(args)
         elif args.command == "evaluate":
             result = _evaluate(args)
+        elif args.command == "lower":
+            from jsnn.lower import cli as lower_cli
+
+            result = lower_cli.run(args)
         else:
             from jsnn.data import dataset_info
 

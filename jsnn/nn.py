@@ -58,6 +58,7 @@ class Linear(eqx.Module):
     bias: Float[Array, " out"] | None
     in_features: int = eqx.field(static=True)
     out_features: int = eqx.field(static=True)
+    compute_dtype: str | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class Linear(eqx.Module):
         use_bias: bool = True,
         scale: float = 1.0,
         dtype=jnp.float32,
+        compute_dtype: str | None = None,
         key: PRNGKeyArray,
     ):
         if in_features < 1 or out_features < 1:
@@ -77,6 +79,7 @@ class Linear(eqx.Module):
         self.bias = _uniform(bkey, (out_features,), bound, dtype) if use_bias else None
         self.in_features = in_features
         self.out_features = out_features
+        self.compute_dtype = None if compute_dtype is None else jnp.dtype(compute_dtype).name
 
     def __call__(self, x: Float[Array, " in"]) -> Float[Array, " out"]:
         if x.shape[-1:] != (self.in_features,):
@@ -84,7 +87,11 @@ class Linear(eqx.Module):
                 f"Linear({self.in_features}, {self.out_features}) got input of shape {x.shape}; "
                 f"the last axis must have {self.in_features} features."
             )
-        y = x @ self.weight.T
+        if self.compute_dtype is None:
+            y = x @ self.weight.T
+        else:  # mixed precision: low-precision operands, accumulation in the parameter dtype
+            cd = self.compute_dtype
+            y = jnp.matmul(x.astype(cd), self.weight.T.astype(cd), preferred_element_type=self.weight.dtype)
         return y if self.bias is None else y + self.bias
 
 
@@ -234,6 +241,7 @@ def mlp(
     use_bias: bool = True,
     scale: float = 1.0,
     dtype=jnp.float32,
+    compute_dtype: str | None = None,
     key: PRNGKeyArray,
 ) -> Sequential:
     """A feed-forward spiking MLP: ``Linear, neuron`` per hidden layer, then ``Linear, readout``.
@@ -247,6 +255,7 @@ def mlp(
       use_bias: biases in the Linear layers.
       scale: initial weight gain.
       dtype: parameter dtype.
+      compute_dtype: matmul operand dtype of every Linear (see :class:`Linear`).
       key: PRNG key.
 
     Returns:
@@ -266,6 +275,7 @@ def mlp(
     keys = jax.random.split(key, len(sizes) - 1)
     layers: list[eqx.Module] = []
     for i, k in enumerate(keys):
-        layers.append(Linear(sizes[i], sizes[i + 1], use_bias=use_bias, scale=scale, dtype=dtype, key=k))
+        layers.append(Linear(sizes[i], sizes[i + 1], use_bias=use_bias, scale=scale, dtype=dtype,
+                             compute_dtype=compute_dtype, key=k))
         layers.append(neuron if i < len(keys) - 1 else readout)
     return Sequential(layers)

@@ -7,7 +7,11 @@ import pytest
 from scipy.special import lambertw
 
 from jsnn.exact.flow import LIFConfig, crossing_time, flow
-from jsnn.exact.simulate import simulate_layer, sort_events
+from jsnn.exact.simulate import simulate_layer as _simulate_layer
+from jsnn.exact.simulate import sort_events
+
+# one compilation per (shape, config): eager calls of a scan would recompile every time
+simulate_layer = jax.jit(_simulate_layer, static_argnums=(2, 3), static_argnames="max_events")
 
 F64 = jnp.float64
 CFG = LIFConfig(tau_syn=5.0, tau_mem=10.0, threshold=1.0, t_end=30.0)

@@ -1,1 +1,27 @@
-"""Exact spike-time gradients for event-driven CuBa-LIF networks: FP (forward mode) and EventProp (adjoint)."""
+"""Exact spike-time gradients for event-driven CuBa-LIF networks: FP (forward mode) and EventProp (adjoint).
+
+References:
+  Lee, Haghighatshoar, Karbasi, "Exact gradient computation for spiking neural networks via forward
+  propagation", AISTATS 2023, arXiv 2210.15415.
+  Wunderlich and Pehle, "Event-based backpropagation can compute exact gradients for spiking neural
+  networks", Sci. Rep. 2021, arXiv 2009.08378.
+"""
+
+from jsnn.exact.adjoint import layer_core_adjoint as layer_core_adjoint
+from jsnn.exact.flow import LIFConfig as LIFConfig
+from jsnn.exact.flow import crossing_time as crossing_time
+from jsnn.exact.flow import flow as flow
+from jsnn.exact.flow import flow_coefficients as flow_coefficients
+from jsnn.exact.losses import first_spike_times as first_spike_times
+from jsnn.exact.losses import predict_count as predict_count
+from jsnn.exact.losses import predict_first_spike as predict_first_spike
+from jsnn.exact.losses import predict_voltage as predict_voltage
+from jsnn.exact.losses import spike_count_loss as spike_count_loss
+from jsnn.exact.losses import ttfs_loss as ttfs_loss
+from jsnn.exact.losses import voltage_loss as voltage_loss
+from jsnn.exact.net import EventNet as EventNet
+from jsnn.exact.net import spike_time_jacobian as spike_time_jacobian
+from jsnn.exact.simulate import LayerResult as LayerResult
+from jsnn.exact.simulate import layer_core as layer_core
+from jsnn.exact.simulate import simulate_layer as simulate_layer
+from jsnn.exact.simulate import sort_events as sort_events

@@ -42,11 +42,13 @@ def first_spike_times(out: LayerResult, t_end: float) -> Float[Array, " n"]:
 
 
 def ttfs_loss(out: LayerResult, label: Int[Array, ""], *, t_end: float, tau0: float = 0.5,
-              tau1: float = 6.4, alpha: float = 3e-3) -> Float[Array, ""]:
+              tau1: float = 6.4, alpha: float = 3e-3, silent_weight: float = 0.0) -> Float[Array, ""]:
     """Time-to-first-spike cross-entropy with the exponential regulariser.
 
     ``L = -log(exp(-t_c/tau0) / sum_k exp(-t_k/tau0)) + alpha (exp(t_c/tau1) - 1)``, c the true class,
-    t_k the first spike time of output k (``t_end`` if silent).
+    t_k the first spike time of output k (``t_end`` if silent). A silent output's time has no derivative,
+    so a silent true class gets no signal; ``silent_weight > 0`` adds ``-silent_weight * mean_t V_c`` (the
+    exact, always differentiable mean potential of output c) while output c is silent.
 
     Args:
       out: the output layer's result.
@@ -55,6 +57,7 @@ def ttfs_loss(out: LayerResult, label: Int[Array, ""], *, t_end: float, tau0: fl
       tau0: softmax temperature.
       tau1: regulariser time scale.
       alpha: regulariser weight.
+      silent_weight: weight of the mean-potential term for a silent true class (needs ``out.v_int``).
 
     Returns:
       The scalar loss.
@@ -67,7 +70,11 @@ def ttfs_loss(out: LayerResult, label: Int[Array, ""], *, t_end: float, tau0: fl
       0.126928
     """
     t = first_spike_times(out, t_end)
-    return -jax.nn.log_softmax(-t / tau0)[label] + alpha * (jnp.exp(t[label] / tau1) - 1)
+    loss = -jax.nn.log_softmax(-t / tau0)[label] + alpha * (jnp.exp(t[label] / tau1) - 1)
+    if silent_weight:
+        silent = ~jnp.isfinite(out.times[label, 0])
+        loss = loss - silent_weight * jnp.where(silent, out.v_int[label] / t_end, jnp.zeros_like(loss))
+    return loss
 
 
 def _soft_counts(out: LayerResult, t_end: float) -> Array:

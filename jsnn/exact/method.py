@@ -68,11 +68,15 @@ class ExactConfig:
         when ``invert``); with ``invert``, features equal to 0 do not spike.
       t_bias: time of the extra bias input spike.
       invert: brighter-is-earlier encoding (images) instead of value-is-time (Yin-Yang).
-      max_spikes: spike buffer per neuron, per layer.
+      max_spikes: spike buffer per neuron, per layer (a neuron transmits its first ``max_spikes`` spikes;
+        more are counted as overflow).
+      max_events: optional cap per layer on the number of input events (earliest first), or None.
       init: (mean, std) of the Gaussian initial weights, per layer.
       lr: Adam learning rate, multiplied by ``lr_decay`` every epoch.
       lr_decay: per-epoch learning-rate factor.
-      tau0, tau1, alpha: TTFS loss constants; ``scale`` multiplies count/voltage logits.
+      clip: global-norm gradient clip before Adam (None disables). Exact gradients have 1/Vdot factors
+        that spike near grazing crossings; without the clip, TTFS training can push all outputs silent.
+      tau0, tau1, alpha, silent_weight: TTFS loss constants (``ttfs_loss``); ``scale`` multiplies count/voltage logits.
       steps_per_epoch: steps per epoch for the learning-rate schedule.
     """
 
@@ -89,12 +93,15 @@ class ExactConfig:
     t_bias: float = 0.0
     invert: bool = False
     max_spikes: tuple[int, ...] = (3, 3)
+    max_events: tuple[int | None, ...] | None = None
     init: tuple[tuple[float, float], ...] = ((1.5, 1.0), (0.1, 0.3))
     lr: float = 5e-3
     lr_decay: float = 0.95
+    clip: float | None = 1.0
     tau0: float = 0.5
     tau1: float = 6.4
     alpha: float = 3e-3
+    silent_weight: float = 0.1
     scale: float = 1.0
     steps_per_epoch: int = 156
 
@@ -121,8 +128,8 @@ class ExactConfig:
         """Pick this class's fields out of a (larger) run config."""
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in config.items() if k in names}
-        for name in ("hidden", "max_spikes"):
-            if name in values:
+        for name in ("hidden", "max_spikes", "max_events"):
+            if values.get(name) is not None:
                 values[name] = tuple(values[name])
         if "init" in values:
             values["init"] = tuple(tuple(p) for p in values["init"])
@@ -132,6 +139,7 @@ class ExactConfig:
         """JSON-ready dict (tuples as lists)."""
         d = asdict(self)
         d["hidden"], d["max_spikes"] = list(self.hidden), list(self.max_spikes)
+        d["max_events"] = None if self.max_events is None else list(self.max_events)
         d["init"] = [list(p) for p in self.init]
         return d
 
@@ -177,7 +185,8 @@ def exact_loss(net: EventNet, config: ExactConfig, x: Float[Array, "B F"], y: In
         layers = _output(net, config, xi, grad)
         out = layers[-1]
         if config.loss == "ttfs":
-            loss = ttfs_loss(out, yi, t_end=t_end, tau0=config.tau0, tau1=config.tau1, alpha=config.alpha)
+            loss = ttfs_loss(out, yi, t_end=t_end, tau0=config.tau0, tau1=config.tau1, alpha=config.alpha,
+                             silent_weight=config.silent_weight)
             pred = predict_first_spike(out, t_end)
         elif config.loss == "count":
             loss, pred = spike_count_loss(out, yi, t_end=t_end, scale=config.scale), predict_count(out, t_end)
@@ -210,7 +219,7 @@ def exact_method(config: ExactConfig, in_features: int, num_classes: int, *,
       config: hyperparameters.
       in_features: features per raw sample (the bias input is added).
       num_classes: outputs.
-      optimizer: overrides the default Adam with per-epoch exponential learning-rate decay.
+      optimizer: overrides the default (global-norm clip, then Adam with per-epoch exponential decay).
 
     Returns:
       A Method whose state is an :class:`ExactState`; ``step`` returns metrics ``loss``, ``correct``,
@@ -229,10 +238,13 @@ def exact_method(config: ExactConfig, in_features: int, num_classes: int, *,
     if optimizer is None:
         schedule = optax.exponential_decay(config.lr, config.steps_per_epoch, config.lr_decay, staircase=True)
         optimizer = optax.adam(schedule)
+        if config.clip is not None:
+            optimizer = optax.chain(optax.clip_by_global_norm(config.clip), optimizer)
     sizes = (in_features + 1, *config.hidden, num_classes)
 
     def init(key):
-        net = EventNet(sizes, key=key, cfg=config.lif, max_spikes=config.max_spikes, init=config.init)
+        net = EventNet(sizes, key=key, cfg=config.lif, max_spikes=config.max_spikes,
+                       max_events=config.max_events, init=config.init)
         return ExactState(net, optimizer.init(net.weights))
 
     def loss_of(weights, net, x, y, grad):

@@ -71,8 +71,8 @@ class EventNet(eqx.Module):
           cfg: neuron constants.
           max_spikes: spikes per neuron per layer (one int for all layers, or one per layer).
           max_events: per-layer input-event caps (``None`` entries for none).
-          init: ``(mean, std)`` per layer; default ``(2/sqrt(fan_in)... )`` scaled so a layer's summed input
-            crosses the threshold: mean ``3 threshold / fan_in * 2``, std ``2 threshold / sqrt(fan_in)``.
+          init: ``(mean, std)`` per layer; default mean ``6 threshold / fan_in`` and std
+            ``2 threshold / sqrt(fan_in)``, so that a layer's summed input can cross the threshold.
           dtype: parameter dtype (float32 default).
         """
         sizes = tuple(int(s) for s in sizes)

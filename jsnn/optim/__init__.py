@@ -13,6 +13,7 @@ from jsnn.optim.admm import StateLayout as StateLayout
 from jsnn.optim.admm import admm as admm
 from jsnn.optim.admm import admm_metrics as admm_metrics
 from jsnn.optim.admm import admm_step as admm_step
+from jsnn.optim.admm import forward_state as forward_state
 from jsnn.optim.admm import from_sequential as from_sequential
 from jsnn.optim.admm import init_params as init_params
 from jsnn.optim.admm import init_state as init_state
@@ -29,6 +30,7 @@ __all__ = [
     "admm_blocks",
     "admm_metrics",
     "admm_step",
+    "forward_state",
     "from_sequential",
     "heaviside_prox",
     "init_params",

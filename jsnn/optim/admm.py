@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, ArrayLike, Float
 
@@ -283,7 +283,7 @@ def make_batch(x, labels, layout: StateLayout, *, targets=None, dtype=jnp.float3
       labels: integer class labels ``(N,)``.
       layout: the state layout (N and T must match).
       targets: optional real targets ``(N, d_L)``; default one-hot labels with
-        ``d_L = labels.max() + 1``... pass them explicitly when a class may be absent.
+        ``d_L = labels.max() + 1`` (pass them explicitly when the highest class may be absent).
       dtype: the state dtype (targets are cast to it).
 
     Returns:
@@ -402,6 +402,8 @@ def _psum(x, axis_name):
 
 def _chunk_sum(fn, num_chunks: int, init):
     """sum_c fn(c) over chunks, as a loop (one chunk in memory at a time)."""
+    if num_chunks == 1:
+        return jax.tree.map(jnp.add, init, fn(0))
     return jax.lax.fori_loop(0, num_chunks, lambda c, acc: jax.tree.map(jnp.add, acc, fn(c)), init)
 
 
@@ -411,6 +413,9 @@ def _chunk_map(fn, num_chunks: int, arrays):
     def body(c, arrs):
         new = fn(c, tuple(a[c] for a in arrs))
         return tuple(jax.lax.dynamic_update_index_in_dim(a, v, c, 0) for a, v in zip(arrs, new))
+
+    if num_chunks == 1:
+        return body(0, tuple(arrays))
 
     return jax.lax.fori_loop(0, num_chunks, body, tuple(arrays))
 
@@ -522,7 +527,7 @@ def _step_local(params: Params, state: AdmmState, batch: AdmmBatch, hyper: _Hype
                                         state.dual[c] if up_is_readout else None, rho=hyper.rho, **kw)
             if options.sweep == "gauss_seidel":
                 return _hidden_gauss_seidel(z_c, a_c, cur, fixed, inv_inner, inv_last, order, hyper)
-            rhs = blk.spike_rhs(fixed, z_c, blk.shift_next(z_c), blk.shift_next(cur), blk._last_mask(z_c.shape[1]),
+            rhs = blk.spike_rhs(fixed, z_c, blk.shift_next(z_c), blk.shift_next(cur), blk.last_step_mask(z_c.shape[1]),
                                 **hyper_kw)
             a_c = jnp.clip(jnp.concatenate([rhs[:, :-1] @ inv_inner, rhs[:, -1:] @ inv_last], axis=1), 0, 1)
             z_c = blk.hidden_membrane_update(z_c, a_c, cur, sweep=options.sweep, **hyper_kw)
@@ -596,8 +601,15 @@ def _spmd(fn, mesh: Mesh | None, params, state, batch, *rest):
     rest_specs = tuple(jax.tree.map(lambda _: P(), r) for r in rest)
     in_specs = (jax.tree.map(lambda _: P(), params), _state_specs(state, axis), batch_spec, *rest_specs)
     out_specs = (jax.tree.map(lambda _: P(), params), _state_specs(state, axis))
+    args = _placed(mesh, (params, state, batch, *rest), in_specs)
     return jax.shard_map(partial(fn, axis_name=axis), mesh=mesh, in_specs=in_specs, out_specs=out_specs,
-                         check_vma=False)(params, state, batch, *rest)
+                         check_vma=False)(*args)
+
+
+def _placed(mesh: Mesh, tree, specs):
+    """Reshard every array of ``tree`` to its spec on ``mesh`` (a no-op where it already lives there)."""
+    return jax.tree.map(lambda spec, v: jax.reshard(v, NamedSharding(mesh, spec)), specs, tree,
+                        is_leaf=lambda v: isinstance(v, P))
 
 
 def _check(params: Params, state: AdmmState, batch: AdmmBatch):
@@ -717,10 +729,10 @@ def _metric_sums(params, state, batch, hyper, *, mesh):
     if mesh is None:
         return _metrics_local(params, state, batch, hyper, axis_name=None)
     axis = mesh.axis_names[0]
-    return jax.shard_map(partial(_metrics_local, axis_name=axis), mesh=mesh,
-                         in_specs=(jax.tree.map(lambda _: P(), params), _state_specs(state, axis),
-                                   AdmmBatch(P(axis), P(axis), P(axis), P(axis)), P()),
-                         out_specs=P(), check_vma=False)(params, state, batch, hyper)
+    in_specs = (jax.tree.map(lambda _: P(), params), _state_specs(state, axis),
+                AdmmBatch(P(axis), P(axis), P(axis), P(axis)), jax.tree.map(lambda _: P(), hyper))
+    return jax.shard_map(partial(_metrics_local, axis_name=axis), mesh=mesh, in_specs=in_specs, out_specs=P(),
+                         check_vma=False)(*_placed(mesh, (params, state, batch, hyper), in_specs))
 
 
 def admm_metrics(

@@ -36,14 +36,20 @@ __all__ = [
     "hidden_membrane_update",
     "hidden_weight_update",
     "input_gram",
+    "last_step_mask",
     "membrane_targets",
     "readout_dual_numerator",
     "readout_membrane_update",
     "readout_weight_update",
+    "hidden_membrane_step",
+    "readout_membrane_step",
     "shift_next",
     "shift_prev",
     "solve_spike_system",
     "solve_weights",
+    "spike_rhs",
+    "spike_rhs_fixed",
+    "spike_shifts",
     "spike_system",
     "spike_update",
     "weight_statistics",
@@ -79,8 +85,8 @@ def shift_next(x: Float[Array, "*b T d"]) -> Float[Array, "*b T d"]:
     return jnp.pad(x, pad)[..., 1:, :]
 
 
-def _last_mask(num_steps: int) -> Array:
-    """(T, 1) boolean, True at t = T."""
+def last_step_mask(num_steps: int) -> Array:
+    """(T, 1) boolean mask, True at the last step t = T (broadcasts over units)."""
     return (jnp.arange(num_steps) == num_steps - 1)[:, None]
 
 
@@ -251,7 +257,13 @@ def hidden_weight_update(
 def readout_dual_numerator(
     dual: Float[Array, "N d_L"], a_prev_last: Float[Array, "N d"], *, rho: ArrayLike, use_bias: bool = False
 ) -> Float[Array, "d_L k"]:
-    """The multiplier term ``(1/rho) Lambda^T A_{L-1,T}`` of the readout numerator (summable)."""
+    """The multiplier term ``(1/rho) Lambda^T A_{L-1,T}`` of the readout numerator (summable over samples).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> readout_dual_numerator(jnp.ones((2, 1)), jnp.ones((2, 3)), rho=2.0).tolist()
+      [[1.0, 1.0, 1.0]]
+    """
     a = _with_ones(a_prev_last) if use_bias else a_prev_last
     return dual.T @ a / jnp.asarray(rho, dual.dtype)
 
@@ -342,7 +354,7 @@ def spike_rhs_fixed(
         e = e - bias_up
     g = e @ weight_up
     if dual is not None:
-        last = _last_mask(z_up.shape[-2])
+        last = last_step_mask(z_up.shape[-2])
         g = g + jnp.where(last, (dual @ weight_up)[..., None, :] / jnp.asarray(rho, dtype), 0)
     return g
 
@@ -364,7 +376,13 @@ def spike_rhs(
 
 
 def spike_shifts(*, rho, beta, threshold, dtype) -> tuple[Array, Array]:
-    """The two diagonal shifts of M: ``threshold^2 + beta/rho`` (t < T) and ``beta/rho`` (t = T)."""
+    """The two diagonal shifts of M: ``threshold^2 + beta/rho`` (t < T) and ``beta/rho`` (t = T).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> [float(v) for v in spike_shifts(rho=1.0, beta=0.5, threshold=1.0, dtype=jnp.float32)]
+      [1.5, 0.5]
+    """
     rho, beta, threshold = (jnp.asarray(v, dtype) for v in (rho, beta, threshold))
     return threshold * threshold + beta / rho, beta / rho
 
@@ -410,7 +428,7 @@ def spike_update(
     dtype = z.dtype
     fixed = spike_rhs_fixed(z_up, a_up, weight_up, bias_up, dual, rho=rho, decay=decay, threshold=threshold)
     c = currents(a_prev, weight, bias)
-    last = _last_mask(z.shape[-2])
+    last = last_step_mask(z.shape[-2])
     rhs = spike_rhs(fixed, z, shift_next(z), shift_next(c), last, rho=rho, beta=beta, decay=decay,
                     threshold=threshold)
     s_inner, s_last = spike_shifts(rho=rho, beta=beta, threshold=threshold, dtype=dtype)
@@ -462,7 +480,7 @@ def hidden_membrane_update(
       >>> z.shape
       (1, 4, 2)
     """
-    last = _last_mask(z.shape[-2])
+    last = last_step_mask(z.shape[-2])
     kw = dict(rho=rho, beta=beta, decay=decay, threshold=threshold)
 
     def proposal(z):
@@ -523,7 +541,7 @@ def readout_membrane_update(
     """
     dtype = z.dtype
     num_steps = z.shape[-2]
-    last = _last_mask(num_steps)
+    last = last_step_mask(num_steps)
     penult = (jnp.arange(num_steps) == num_steps - 2)[:, None]
     y_t, dual_t = y[..., None, :], dual[..., None, :]
     if sweep == "exact":

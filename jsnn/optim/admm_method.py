@@ -20,6 +20,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ from jsnn.optim.admm import (
     to_sequential,
 )
 
-__all__ = ["ADMM_DEFAULTS", "AdmmRun", "DivergenceError", "build_admm", "calibrated_params", "plot_metrics"]
+__all__ = ["ADMM_DEFAULTS", "AdmmRun", "DivergenceError", "accuracy", "build_admm", "calibrated_params",
+           "plot_metrics"]
 
 CHECKPOINT_NAME = "checkpoint.eqx"
 METRICS_NAME = "metrics.jsonl"
@@ -70,24 +72,27 @@ def calibrated_params(sizes: list[int], x: np.ndarray, *, key, decay: float = 0.
       >>> p[0]["weight"].shape
       (8, 5)
     """
-    from jsnn.simulate import simulate
-
     keys = jax.random.split(key, len(sizes) - 1)
-    params = [{"weight": jax.random.normal(k, (o, i), dtype) / math.sqrt(i)}
-              for k, i, o in zip(keys, sizes[:-1], sizes[1:])]
+    params = tuple({"weight": jax.random.normal(k, (o, i), dtype) / math.sqrt(i)}
+                   for k, i, o in zip(keys, sizes[:-1], sizes[1:]))
     xj = jnp.asarray(x, dtype)
     gains = 2.0 ** np.arange(-2, 6, 0.5)
     for l in range(len(sizes) - 2):
-        def rate(g, l=l):
-            trial = [dict(p) for p in params]
-            trial[l] = {"weight": params[l]["weight"] * g}
-            net = to_sequential(tuple(trial), decay=decay, threshold=threshold)
-            _, traces = jax.vmap(lambda xi: simulate(net, xi, record=True))(xj)
-            return float(traces[net.neuron_layers[l]].spikes.mean())
+        rates = [float(_layer_rate(params, xj, jnp.asarray(g, dtype), decay, threshold, layer=l)) for g in gains]
+        best = gains[int(np.argmin(np.abs(np.array(rates) - target_rate)))]
+        params = params[:l] + ({"weight": params[l]["weight"] * jnp.asarray(best, dtype)},) + params[l + 1:]
+    return params
 
-        best = min(gains, key=lambda g: abs(rate(g) - target_rate))
-        params[l] = {"weight": params[l]["weight"] * jnp.asarray(best, dtype)}
-    return tuple(params)
+
+@partial(jax.jit, static_argnames="layer")
+def _layer_rate(params, x, gain, decay, threshold, *, layer):
+    """Mean firing rate of hidden ``layer`` with its weights scaled by ``gain``."""
+    from jsnn.simulate import simulate
+
+    trial = params[:layer] + ({"weight": params[layer]["weight"] * gain},) + params[layer + 1:]
+    net = to_sequential(trial, decay=decay, threshold=threshold)
+    _, traces = jax.vmap(lambda xi: simulate(net, xi, record=True))(x)
+    return traces[net.neuron_layers[layer]].spikes.mean()
 
 
 def _direct(x: np.ndarray, num_steps: int) -> np.ndarray:
@@ -142,7 +147,7 @@ class AdmmRun:
             out.mkdir(parents=True, exist_ok=True)
             metrics_path.unlink(missing_ok=True)
 
-        @jax.jit
+        @partial(jax.jit, donate_argnums=1)  # the old per-sample state is not kept: peak memory ~ one state
         def step(params, opt_state, batch):
             updates, opt_state = opt.update(params, opt_state, params, batch=batch)
             new = optax.apply_updates(params, updates)
@@ -198,18 +203,29 @@ class AdmmRun:
                 "test_accuracy": self._accuracy(params, *self.test)}
 
 
-def accuracy(params, x: np.ndarray, y: np.ndarray, *, decay: float, threshold: float, chunk: int = 1000) -> float:
-    """Test accuracy of the ADMM network (argmax of the readout potential at the last step)."""
+@jax.jit
+def _predict(params, x, decay, threshold):
     from jsnn.simulate import simulate
 
-    @jax.jit
-    def predict(params, xb):
-        net = to_sequential(params, decay=decay, threshold=threshold)
-        return jnp.argmax(jax.vmap(lambda xi: simulate(net, xi)[-1])(xb), axis=-1)
+    net = to_sequential(params, decay=decay, threshold=threshold)
+    return jnp.argmax(jax.vmap(lambda xi: simulate(net, xi)[-1])(x), axis=-1)
 
+
+def accuracy(params, x: np.ndarray, y: np.ndarray, *, decay: float, threshold: float, chunk: int = 1000) -> float:
+    """Accuracy of the ADMM network on ``x`` ``(N, T, d_0)``: argmax of the readout potential at the last step.
+
+    Example:
+      >>> import numpy as np
+      >>> from jsnn.optim import init_params
+      >>> accuracy(init_params([5, 3, 2]), np.ones((4, 2, 5), np.float32), np.zeros(4, int), decay=0.9, threshold=1.0)
+      1.0
+    """
+    dtype = params[0]["weight"].dtype
+    decay, threshold = jnp.asarray(decay, dtype), jnp.asarray(threshold, dtype)
     correct = 0
     for s in range(0, len(y), chunk):
-        correct += int((np.asarray(predict(params, jnp.asarray(x[s:s + chunk], jnp.float32))) == y[s:s + chunk]).sum())
+        xb = jnp.asarray(x[s:s + chunk], dtype)
+        correct += int((np.asarray(_predict(params, xb, decay, threshold)) == y[s:s + chunk]).sum())
     return correct / len(y)
 
 

@@ -39,8 +39,10 @@ def spike_side_epsilon(threshold: ArrayLike, dtype) -> Array:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> float(spike_side_epsilon(1.0, jnp.float32))
-      1e-05
+      >>> float(spike_side_epsilon(1.0, jnp.float32)) == float(jnp.float32(1e-5))
+      True
+      >>> bool(spike_side_epsilon(1e4, jnp.float32) > 1e-5)   # grows with the threshold in float32
+      True
     """
     threshold = jnp.asarray(threshold, dtype)
     return jnp.maximum(jnp.asarray(1e-5, dtype), 4 * jnp.finfo(dtype).eps * jnp.abs(threshold))
