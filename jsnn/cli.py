@@ -15,7 +15,17 @@ from typing import Any
 __all__ = ["main"]
 
 #: method name -> (module, builder); a builder maps (config, data) to (Method, fit options)
-METHODS = {"bptt": "jsnn.methods:build_bptt"}
+METHODS = {"bptt": "jsnn.methods:build_bptt", "exact": "jsnn.exact.method:build_exact"}
+
+
+#: flags that only some methods read; passing one to another method is an error, not silently ignored
+METHOD_FLAGS = {
+    "grad": {"exact"},
+    "encoding": {"bptt"},
+    "decay": {"bptt"},
+    "surrogate": {"bptt"},
+    "slope": {"bptt"},
+}
 
 
 class UsageError(Exception):
@@ -67,6 +77,8 @@ def _parser() -> _Parser:
     train.add_argument("--threshold", type=_positive_float, help="LIF threshold")
     train.add_argument("--surrogate", choices=["fast_sigmoid", "arctan", "triangle", "straight_through"])
     train.add_argument("--slope", type=_positive_float, help="surrogate slope")
+    train.add_argument("--grad", choices=["fp", "adjoint", "autodiff"],
+                       help="--method exact: forward mode (FP), hand adjoint (EventProp) or reverse autodiff")
     train.add_argument("--out", required=True, help="output folder for checkpoint.eqx, metrics.jsonl, result.json")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -100,6 +112,10 @@ def _train(args) -> dict[str, Any]:
     out = Path(args.out)
     config = {k: v for k, v in vars(args).items()
               if v is not None and k not in ("command", "out", "resume", "no_progress", "data_dir")}
+    for flag, methods in METHOD_FLAGS.items():
+        if flag in config and config["method"] not in methods:
+            raise UsageError(f"--{flag} applies to --method {' or '.join(sorted(methods))}, "
+                             f"not {config['method']}")
     if args.resume:
         ckpt = out / CHECKPOINT_NAME
         if not ckpt.exists():

@@ -92,3 +92,8 @@ def test_module_runs_outside_the_repository(tmp_path):
     # The package must not depend on the working directory (the digits ship inside it).
     proc = jsnn("data", "info", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_flag_of_another_method_is_refused(tmp_path):
+    line = _one_line_error(jsnn("train", "--method", "bptt", "--grad", "fp", "--out", str(tmp_path)))
+    assert "--grad applies to --method exact" in line

@@ -1,5 +1,6 @@
 """NIR export/import of jsnn networks."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +12,8 @@ from jsnn.nn import Conv2d, Flatten, Linear, Recurrent, Sequential
 from jsnn.simulate import simulate
 
 nir = pytest.importorskip("nir")
+# one compile per network structure: a net and its NIR round trip share the traced program
+run = eqx.filter_jit(lambda net, x: simulate(net, x, record=True))
 
 
 def _net():
@@ -54,8 +57,8 @@ def test_file_round_trip_gives_identical_outputs(tmp_path):
     write_nir(tmp_path / "net.nir", net)
     back = read_nir(tmp_path / "net.nir")
     x = jax.random.uniform(jax.random.key(1), (20, 6), jnp.float32)
-    out, traces = simulate(net, x, record=True)
-    out2, traces2 = simulate(back, x, record=True)
+    out, traces = run(net, x)
+    out2, traces2 = run(back, x)
     np.testing.assert_array_equal(np.asarray(out), np.asarray(out2))
     for i in traces:
         np.testing.assert_array_equal(np.asarray(traces[i].v), np.asarray(traces2[i].v))
@@ -70,7 +73,7 @@ def test_conv_round_trip(tmp_path):
     assert type(graph.nodes["4"]).__name__ == "I"
     back = from_nir(graph)
     x = jax.random.uniform(k[0], (4, 1, 5, 5), jnp.float32)
-    np.testing.assert_array_equal(np.asarray(simulate(net, x)), np.asarray(simulate(back, x)))
+    np.testing.assert_array_equal(np.asarray(run(net, x)[0]), np.asarray(run(back, x)[0]))
 
 
 def test_importer_honours_overrides_and_rejects_what_it_cannot_map():

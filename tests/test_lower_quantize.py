@@ -88,11 +88,11 @@ def test_shift_decay_sequences_of_the_spec():
     assert run(-3, 3) == [-3, -2, -1, 0]
 
 
-@settings(max_examples=200, deadline=None)
-@given(v=st.integers(-(2**23) + 1, 2**23 - 1), d=st.integers(0, 4096))
-def test_mul12_split_product_matches_int64_reference(v, d):
-    ref = int(math.copysign((abs(v) * (4096 - d)) >> 12, v)) if v else 0
-    assert int(mul12_rtz(jnp.array([v], jnp.int32), d)[0]) == ref
+@settings(max_examples=40, deadline=None)
+@given(vs=st.lists(st.integers(-(2**23) + 1, 2**23 - 1), min_size=1, max_size=32), d=st.integers(0, 4096))
+def test_mul12_split_product_matches_int64_reference(vs, d):
+    ref = [int(math.copysign((abs(v) * (4096 - d)) >> 12, v)) if v else 0 for v in vs]
+    assert mul12_rtz(jnp.array(vs, jnp.int32), d).tolist() == ref
 
 
 def test_round_toward_zero_differs_from_floor_on_negatives():
@@ -100,20 +100,22 @@ def test_round_toward_zero_differs_from_floor_on_negatives():
     assert (-1000 * 3686) >> 12 == -900
 
 
-@settings(max_examples=300, deadline=None)
-@given(v=st.integers(-(2**31), 2**31 - 1), d=st.integers(0, 2**32 - 1))
-def test_mul_u32_floor_matches_python_integer_product(v, d):
-    assert int(mul_u32_floor(jnp.array([v], jnp.int32), d)[0]) == (v * d) >> 32
+@settings(max_examples=40, deadline=None)
+@given(vs=st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=32), d=st.integers(0, 2**32 - 1))
+def test_mul_u32_floor_matches_python_integer_product(vs, d):
+    assert mul_u32_floor(jnp.array(vs, jnp.int32), d).tolist() == [(v * d) >> 32 for v in vs]
 
 
-@settings(max_examples=200, deadline=None)
-@given(x=st.integers(-(2**30), 2**30), bits=st.integers(2, 31))
-def test_wrap_and_saturate_follow_their_formulas(x, bits):
+@settings(max_examples=40, deadline=None)
+@given(xs=st.lists(st.integers(-(2**30), 2**30), min_size=1, max_size=32), bits=st.integers(2, 31))
+def test_wrap_and_saturate_follow_their_formulas(xs, bits):
     half = 2 ** (bits - 1)
-    y, n = wrap(jnp.array([x], jnp.int32), bits)
-    assert int(y[0]) == (x + half) % (2 * half) - half and int(n) == int(int(y[0]) != x)
-    y, n = saturate(jnp.array([x], jnp.int32), bits)
-    assert int(y[0]) == min(max(x, -(half - 1)), half - 1) and int(n) == int(int(y[0]) != x)
+    y, n = wrap(jnp.array(xs, jnp.int32), bits)
+    want = [(x + half) % (2 * half) - half for x in xs]
+    assert y.tolist() == want and int(n) == sum(a != b for a, b in zip(want, xs, strict=True))
+    y, n = saturate(jnp.array(xs, jnp.int32), bits)
+    want = [min(max(x, -(half - 1)), half - 1) for x in xs]
+    assert y.tolist() == want and int(n) == sum(a != b for a, b in zip(want, xs, strict=True))
 
 
 @pytest.mark.parametrize("n_in,x_max,w_max", [(784, 255, 127), (64, 15, 32767), (300, 1, 32767), (5, 3, 7)])

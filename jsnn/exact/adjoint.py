@@ -47,7 +47,7 @@ def layer_core_adjoint(weight: Float[Array, "n n_in"], ev_t: Float[Array, " M"],
       >>> w, t, src = jnp.array([[5.0]]), jnp.array([1.0]), jnp.array([0], jnp.int32)
       >>> g = jax.grad(lambda w: layer_core_adjoint(w, t, src, LIFConfig(), 1).times[0, 0])(w)
       >>> round(float(g[0, 0]), 6)
-      -0.583592
+      -1.236068
     """
     return layer_core(weight, ev_t, ev_src, cfg, max_spikes)
 

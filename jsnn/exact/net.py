@@ -44,7 +44,7 @@ class EventNet(eqx.Module):
       >>> net = EventNet((5, 8, 3), key=jax.random.key(0))
       >>> out = net(jax.numpy.zeros((5, 1)))
       >>> out[-1].times.shape
-      (3, 1)
+      (3, 4)
     """
 
     weights: list[Float[Array, "out in"]]
@@ -161,7 +161,7 @@ def spike_time_jacobian(net: EventNet, in_times: Float[Array, "n_in K_in"]) -> l
       >>> net = eqx.tree_at(lambda n: n.weights, net, [jnp.array([[5.0]])])
       >>> J = spike_time_jacobian(net, jnp.array([[1.0]]))
       >>> round(float(J[0][0][0, 0, 0, 0]), 6)
-      -0.583592
+      -1.236068
     """
     def times(weights):
         net_w = eqx.tree_at(lambda n: n.weights, net, weights)

@@ -18,3 +18,4 @@ from jsnn.lower.tables import load_tables as load_tables
 from jsnn.lower.tables import lower as lower
 from jsnn.lower.tables import quantize_inputs as quantize_inputs
 from jsnn.lower.tables import save_tables as save_tables
+from jsnn.lower.tables import shadow_network as shadow_network
