@@ -64,9 +64,9 @@ def main(impl: str = "jsnn", compute_dtype: str | None = None) -> None:
         losses.append(state[2])
         return state
 
-    _, compile_s, warmup_s, times = time_steps(step, (net, opt_state, None), warmup=args.warmup, steps=args.steps,
+    _, compile_s, warmup_s, times, cpu = time_steps(step, (net, opt_state, None), warmup=args.warmup, steps=args.steps,
                                                block=block)
-    emit_b1_record(impl, args, compile_s=compile_s, warmup_s=warmup_s, times_s=times,
+    emit_b1_record(impl, args, compile_s=compile_s, warmup_s=warmup_s, times_s=times, cpu_s=cpu,
                    versions=package_versions(["jsnn", "jax", "jaxlib", "equinox", "optax"]),
                    device=jax.devices()[0].device_kind, loss_first=float(losses[0]), loss_last=float(losses[-1]))
 

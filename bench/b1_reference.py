@@ -131,7 +131,7 @@ def main() -> None:
         losses.append(state[2])
         return state
 
-    _, compile_s, warmup_s, times = time_steps(
+    _, compile_s, warmup_s, times, cpu = time_steps(
         step, (params, opt_state, None), warmup=args.warmup, steps=args.steps, block=block
     )
     emit_b1_record(
@@ -139,7 +139,7 @@ def main() -> None:
         args,
         compile_s=compile_s,
         warmup_s=warmup_s,
-        times_s=times,
+        times_s=times, cpu_s=cpu,
         versions=package_versions(["jax", "jaxlib", "optax", "numpy"]),
         device=jax.devices()[0].device_kind,
         loss_first=float(losses[0]),

@@ -93,13 +93,13 @@ def main() -> None:
         losses.append(loss)
         return loss
 
-    _, compile_s, warmup_s, times = time_steps(step, None, warmup=args.warmup, steps=args.steps, block=block)
+    _, compile_s, warmup_s, times, cpu = time_steps(step, None, warmup=args.warmup, steps=args.steps, block=block)
     emit_b1_record(
         "snntorch",
         args,
         compile_s=compile_s,
         warmup_s=warmup_s,
-        times_s=times,
+        times_s=times, cpu_s=cpu,
         versions=package_versions(["snntorch", "torch", "numpy"]) | {"torch_threads": str(torch.get_num_threads())},
         device="cpu",
         loss_first=losses[0],

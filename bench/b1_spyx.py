@@ -88,13 +88,13 @@ def main() -> None:
         losses.append(loss)
         return loss
 
-    _, compile_s, warmup_s, times = time_steps(step, None, warmup=args.warmup, steps=args.steps, block=block)
+    _, compile_s, warmup_s, times, cpu = time_steps(step, None, warmup=args.warmup, steps=args.steps, block=block)
     emit_b1_record(
         "spyx",
         args,
         compile_s=compile_s,
         warmup_s=warmup_s,
-        times_s=times,
+        times_s=times, cpu_s=cpu,
         versions=package_versions(["spyx", "flax", "jax", "jaxlib", "optax", "numpy"]),
         device=jax.devices()[0].device_kind,
         loss_first=float(losses[0]),

@@ -48,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--max-spikes", type=int, nargs=2, default=None, metavar=("HIDDEN", "OUT"))
     p.add_argument("--max-events", type=int, default=None, help="cap on hidden spikes the output layer sees")
+    p.add_argument("--init", type=float, nargs=4, default=None, metavar=("HID_MEAN", "HID_STD", "OUT_MEAN", "OUT_STD"))
+    p.add_argument("--tau-mem", type=float, default=None)
+    p.add_argument("--t-max", type=float, default=None, help="latency window: value x spikes at t_max * x")
+    p.add_argument("--t-bias", type=float, default=None)
+    p.add_argument("--t-end", type=float, default=None)
+    p.add_argument("--silent-weight", type=float, default=None)
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--clip", type=float, default=None)
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "b3_yinyang.json")
     args = p.parse_args(argv)
@@ -59,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         defaults["max_spikes"] = args.max_spikes
     if args.max_events is not None:
         defaults["max_events"] = [None, args.max_events]
-    if args.lr is not None:
-        defaults["lr"] = args.lr
+    if args.init is not None:
+        defaults["init"] = [args.init[:2], args.init[2:]]
+    for flag, name in (("lr", "lr"), ("tau_mem", "tau_mem"), ("t_max", "t_max"), ("t_bias", "t_bias"),
+                       ("t_end", "t_end"), ("silent_weight", "silent_weight"), ("alpha", "alpha"), ("clip", "clip")):
+        if getattr(args, flag) is not None:
+            defaults[name] = getattr(args, flag)
     config = ExactConfig.from_dict(defaults)
     method = exact_method(config, 4, 3)
 

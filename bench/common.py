@@ -19,7 +19,7 @@ Example:
     >>> spikes, labels = b1_batch(T=4, batch=2, seed=0)
     >>> spikes.shape, spikes.dtype, labels.shape
     ((4, 2, 784), dtype('float32'), (2,))
-    >>> state, compile_s, warmup_s, times_s = time_steps(lambda s: s + 1, 0, warmup=1, steps=3, block=lambda s: s)
+    >>> state, compile_s, warmup_s, times_s, cpu_s = time_steps(lambda s: s + 1, 0, warmup=1, steps=3, block=lambda s: s)
     >>> state, len(warmup_s), len(times_s)
     (5, 1, 3)
 """
@@ -146,26 +146,29 @@ def time_steps(
         block: Waits for a state to be computed and returns it.
 
     Returns:
-        ``(state, compile_s, warmup_s, times_s)``: the final state, the wall time in
-        seconds of the first call (tracing and compilation included), of each warmup
-        call, and of each timed call.
+        ``(state, compile_s, warmup_s, times_s, cpu_s)``: the final state, the wall time
+        in seconds of the first call (tracing and compilation included), of each warmup
+        call and of each timed call, and the process CPU time (all threads) of each
+        timed call. CPU time is less sensitive than wall time to other jobs on a shared
+        machine, so records carry both.
     """
 
-    def timed(state: State) -> tuple[State, float]:
-        start = time.perf_counter()
+    def timed(state: State) -> tuple[State, float, float]:
+        start, cpu_start = time.perf_counter(), time.process_time()
         state = block(step(state))
-        return state, time.perf_counter() - start
+        return state, time.perf_counter() - start, time.process_time() - cpu_start
 
-    state, compile_s = timed(state)
+    state, compile_s, _ = timed(state)
     warmup_s = []
     for _ in range(warmup):
-        state, seconds = timed(state)
+        state, seconds, _ = timed(state)
         warmup_s.append(seconds)
-    times_s = []
+    times_s, cpu_s = [], []
     for _ in range(steps):
-        state, seconds = timed(state)
+        state, seconds, cpu_seconds = timed(state)
         times_s.append(seconds)
-    return state, compile_s, warmup_s, times_s
+        cpu_s.append(cpu_seconds)
+    return state, compile_s, warmup_s, times_s, cpu_s
 
 
 def summarise(times_s: Sequence[float]) -> dict[str, float]:
@@ -212,6 +215,7 @@ def emit_b1_record(
     compile_s: float,
     warmup_s: Sequence[float],
     times_s: Sequence[float],
+    cpu_s: Sequence[float],
     versions: dict[str, str],
     device: str,
     loss_first: float,
@@ -225,6 +229,7 @@ def emit_b1_record(
         compile_s: Wall time of the first step in seconds.
         warmup_s: Wall time of each warmup step in seconds.
         times_s: Wall time of each timed step in seconds.
+        cpu_s: Process CPU time of each timed step in seconds.
         versions: Package versions, from :func:`package_versions`.
         device: ``"cpu"`` or ``jax.devices()[0].device_kind``.
         loss_first: Loss of the first step (sanity check: finite).
@@ -249,6 +254,7 @@ def emit_b1_record(
         "batch": args.batch,
         "compile_s": compile_s,
         **summarise(times_s),
+        "cpu_median_ms": float(np.median(cpu_s)) * 1e3,
         "versions": versions,
         "device": device,
         "steps": args.steps,

@@ -52,7 +52,8 @@ def b1_table(results: dict[str, Any], *, ratio_bases: Sequence[str] = ("referenc
     missing = {"records", "settings", "machine"} - set(results)
     if missing:
         raise ValueError(f"not a B1 results file (missing {sorted(missing)})")
-    headers = ["config", "impl", "ms/step (median)", "compile s", *(f"speedup vs {b}" for b in ratio_bases)]
+    headers = ["config", "impl", "ms/step (median)", "compile s", *(f"speedup vs {b}" for b in ratio_bases),
+               *(f"CPU-time speedup vs {b}" for b in ratio_bases)]
     rows, notes = [], []
     for rec in results["records"]:
         config = f"T={rec['T']} hidden={rec['hidden']} batch={rec['batch']}"
@@ -61,9 +62,10 @@ def b1_table(results: dict[str, Any], *, ratio_bases: Sequence[str] = ("referenc
             rows.append([
                 config, rec["impl"], f"{ms:.2f}" if ms < 100 else f"{ms:.1f}", f"{rec['compile_s']:.2f}",
                 *(_ratio(rec.get(f"speedup_vs_{base}")) for base in ratio_bases),
+                *(_ratio(rec.get(f"cpu_speedup_vs_{base}")) for base in ratio_bases),
             ])
         else:
-            rows.append([config, rec["impl"], rec["status"], MISSING, *(MISSING for _ in ratio_bases)])
+            rows.append([config, rec["impl"], rec["status"], MISSING, *(MISSING for _ in 2 * ratio_bases)])
         if rec.get("note"):
             notes.append(f"- {rec['impl']}, {config}: {rec['note']}")
     settings, machine = results["settings"], results["machine"]
@@ -86,7 +88,7 @@ def b1_table(results: dict[str, Any], *, ratio_bases: Sequence[str] = ("referenc
 
 def render_b1(results: dict[str, Any]) -> str:
     """README block for ``b1.json``: ms/step, compile time and speedup against the reference."""
-    return b1_table(results, ratio_bases=("reference",))
+    return b1_table(results, ratio_bases=("reference", "spyx", "snntorch"))
 
 
 #: results file name (in bench/results/) -> function rendering its README block

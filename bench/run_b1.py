@@ -165,6 +165,7 @@ def aggregate(
         "p10_ms": statistics.median(run["p10_ms"] for run in ok),
         "p90_ms": statistics.median(run["p90_ms"] for run in ok),
         "compile_s": statistics.median(run["compile_s"] for run in ok),
+        "cpu_median_ms": statistics.median(run["cpu_median_ms"] for run in ok),
         "rounds_median_ms": [run["median_ms"] for run in ok],
         "rounds_warmup_s": [run.get("warmup_s") for run in ok],
         "loss_first": ok[0].get("loss_first"),
@@ -182,11 +183,13 @@ def add_ratios(records: list[dict[str, Any]]) -> None:
     for config in {r["config"] for r in records}:
         rows = [r for r in records if r["config"] == config]
         base_ms = {r["impl"]: r["median_ms"] for r in rows if r["status"] == "ok"}
+        base_cpu = {r["impl"]: r["cpu_median_ms"] for r in rows if r["status"] == "ok"}
         for row in rows:
             if row["status"] != "ok":
                 continue
             for base in RATIO_BASES:
                 row[f"speedup_vs_{base}"] = base_ms[base] / row["median_ms"] if base in base_ms else None
+                row[f"cpu_speedup_vs_{base}"] = base_cpu[base] / row["cpu_median_ms"] if base in base_cpu else None
 
 
 def main(argv: list[str] | None = None) -> None:

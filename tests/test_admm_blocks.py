@@ -177,7 +177,7 @@ def on_grid(weights, zs, a, dual, x, y, grid, l, n, t, k):
 def test_red_black_membrane_update_is_coordinatewise_optimal():
     weights, z, a, dual, x, y = problem(SIZES, seed=7)
     inputs = [x] + a
-    grid = jnp.concatenate([jnp.linspace(-3.0, 5.0, 4001, dtype=F64), jnp.array([TH, TH + 1e-9], F64)])
+    grid = jnp.concatenate([jnp.linspace(-3.0, 5.0, 1601, dtype=F64), jnp.array([TH, TH + 1e-9], F64)])
     rng = np.random.default_rng(7)
     for l in range(2):
         cur = blk.currents(inputs[l], *weights[l])

@@ -47,8 +47,10 @@ def ttfs_loss(out: LayerResult, label: Int[Array, ""], *, t_end: float, tau0: fl
 
     ``L = -log(exp(-t_c/tau0) / sum_k exp(-t_k/tau0)) + alpha (exp(t_c/tau1) - 1)``, c the true class,
     t_k the first spike time of output k (``t_end`` if silent). A silent output's time has no derivative,
-    so a silent true class gets no signal; ``silent_weight > 0`` adds ``-silent_weight * mean_t V_c`` (the
-    exact, always differentiable mean potential of output c) while output c is silent.
+    so a silent output gets no signal and training can drift into silence (every output silent, no
+    gradient at all). ``silent_weight > 0`` adds ``-silent_weight * sum_k mean_t V_k`` over the silent
+    outputs k (the exact, always differentiable mean potential), which pushes silent outputs, true or
+    wrong, back towards the threshold; once they fire the time terms take over.
 
     Args:
       out: the output layer's result.
@@ -57,7 +59,7 @@ def ttfs_loss(out: LayerResult, label: Int[Array, ""], *, t_end: float, tau0: fl
       tau0: softmax temperature.
       tau1: regulariser time scale.
       alpha: regulariser weight.
-      silent_weight: weight of the mean-potential term for a silent true class (needs ``out.v_int``).
+      silent_weight: weight of the mean-potential term for silent outputs (needs ``out.v_int``).
 
     Returns:
       The scalar loss.
@@ -72,8 +74,8 @@ def ttfs_loss(out: LayerResult, label: Int[Array, ""], *, t_end: float, tau0: fl
     t = first_spike_times(out, t_end)
     loss = -jax.nn.log_softmax(-t / tau0)[label] + alpha * (jnp.exp(t[label] / tau1) - 1)
     if silent_weight:
-        silent = ~jnp.isfinite(out.times[label, 0])
-        loss = loss - silent_weight * jnp.where(silent, out.v_int[label] / t_end, jnp.zeros_like(loss))
+        silent = ~jnp.isfinite(out.times[:, 0])
+        loss = loss - silent_weight * jnp.sum(jnp.where(silent, out.v_int / t_end, jnp.zeros_like(out.v_int)))
     return loss
 
 
