@@ -126,14 +126,13 @@ def lif_scan(neuron, currents: Float[Array, "T *n"]) -> tuple[Float[Array, "T *n
     Example:
       >>> import jax.numpy as jnp
       >>> from jsnn.neurons import LIF
-      >>> s, v = lif_scan(LIF(decay=0.5), jnp.full((4, 1), 0.8))
-      >>> v[:, 0].tolist(), s[:, 0].tolist()
-      ([0.800000011920929, 1.2000000476837158, 0.40000003576278687, 1.0], [0.0, 1.0, 0.0, 0.0])
+      >>> s, v = lif_scan(LIF(decay=0.5), jnp.full((4, 1), 0.8, jnp.float32))
+      >>> [round(x, 4) for x in v[:, 0].tolist()], s[:, 0].tolist()
+      ([0.8, 1.2, 0.4, 1.0], [0.0, 1.0, 0.0, 0.0])
     """
     dtype = currents.dtype
-    decay = jnp.asarray(getattr(neuron, "decay", 1.0), dtype)
+    decay = jnp.asarray(neuron.leak, dtype)
     threshold = jnp.asarray(neuron.threshold, dtype)
     slope = jnp.asarray(neuron.surrogate.slope, dtype)
-    order = getattr(neuron, "order", "leak_first")
-    flags = (neuron.reset, order, neuron.cmp == ">=", neuron.detach_reset)
+    flags = (neuron.reset, neuron.update_order, neuron.cmp == ">=", neuron.detach_reset)
     return _lif_scan(flags, type(neuron.surrogate)._derivative, decay, threshold, slope, currents)

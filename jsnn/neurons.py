@@ -134,7 +134,26 @@ class _SpikingState(NamedTuple):
     s: Array
 
 
-class LIF(Neuron):
+class _ThresholdNeuron(Neuron):
+    """Shared update of :class:`LIF` and :class:`IF`; subclasses define ``leak`` and ``update_order``."""
+
+    def __check_init__(self):
+        _check_flags(self)
+
+    def init_state(self, shape, dtype):
+        zeros = jnp.zeros(shape, dtype)
+        return _SpikingState(v=zeros, s=zeros)
+
+    def step(self, state, current):
+        s_prev = jax.lax.stop_gradient(state.s) if self.detach_reset else state.s
+        v = membrane_update(state.v, s_prev, current, self.leak, self.threshold, self.reset, self.update_order)
+        s = _fire(self, v)
+        return _SpikingState(v=v, s=s), (s, v, s)
+
+    _run = _run_fused
+
+
+class LIF(_ThresholdNeuron):
     """Discrete-time leaky integrate-and-fire neuron.
 
     Attributes:
@@ -166,24 +185,17 @@ class LIF(Neuron):
     surrogate: Surrogate = eqx.field(default_factory=FastSigmoid)
     detach_reset: bool = eqx.field(static=True, default=True)
 
-    def __check_init__(self):
-        _check_flags(self)
+    @property
+    def leak(self):
+        return self.decay
 
-    def init_state(self, shape, dtype):
-        zeros = jnp.zeros(shape, dtype)
-        return _SpikingState(v=zeros, s=zeros)
-
-    def step(self, state, current):
-        s_prev = jax.lax.stop_gradient(state.s) if self.detach_reset else state.s
-        v = membrane_update(state.v, s_prev, current, self.decay, self.threshold, self.reset, self.order)
-        s = _fire(self, v)
-        return _SpikingState(v=v, s=s), (s, v, s)
-
-    _run = _run_fused
+    @property
+    def update_order(self) -> Order:
+        return self.order
 
 
-class IF(Neuron):
-    """Integrate-and-fire neuron: LIF without leak (decay = 1).
+class IF(_ThresholdNeuron):
+    """Integrate-and-fire neuron: LIF without leak (decay = 1; both update orders coincide).
 
     Example:
       >>> import jax.numpy as jnp
@@ -198,20 +210,8 @@ class IF(Neuron):
     surrogate: Surrogate = eqx.field(default_factory=FastSigmoid)
     detach_reset: bool = eqx.field(static=True, default=True)
 
-    def __check_init__(self):
-        _check_flags(self)
-
-    def init_state(self, shape, dtype):
-        zeros = jnp.zeros(shape, dtype)
-        return _SpikingState(v=zeros, s=zeros)
-
-    def step(self, state, current):
-        s_prev = jax.lax.stop_gradient(state.s) if self.detach_reset else state.s
-        v = membrane_update(state.v, s_prev, current, 1.0, self.threshold, self.reset, "leak_first")
-        s = _fire(self, v)
-        return _SpikingState(v=v, s=s), (s, v, s)
-
-    _run = _run_fused
+    leak = 1.0
+    update_order = "leak_first"
 
 
 class _CubaState(NamedTuple):

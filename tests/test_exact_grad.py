@@ -1,4 +1,10 @@
-"""Exact spike-time derivatives: IFT identity, finite differences, FP = reverse autodiff = hand adjoint."""
+"""Exact spike-time derivatives: IFT identity, finite differences, FP = reverse autodiff = hand adjoint.
+
+Compile time dominates these tests, so each neuron configuration is compiled once: ``analyse`` (one jit per
+configuration, shared by the tests through a module-scoped fixture) returns the forward results at the base
+weights and at every finite-difference perturbation (one vmapped call), the FP Jacobians (``spike_time_jacobian`` and ``jax.jacfwd``), and
+the reverse-autodiff and hand-adjoint Jacobians (``jax.jacrev``) of two losses.
+"""
 
 import equinox as eqx
 import jax
@@ -12,11 +18,14 @@ from jsnn.exact.losses import ttfs_loss
 from jsnn.exact.net import EventNet, spike_time_jacobian
 from jsnn.exact.simulate import layer_core, sort_events
 
-from test_exact_simulate import CFG, CFG_NEWTON, golden, simulate_layer
+from test_exact_simulate import CFG, CFG_NEWTON, golden_all, jit, simulate_layer
 
 F64 = jnp.float64
 NEWTON_CFG = LIFConfig(tau_syn=4.0, tau_mem=7.0, threshold=1.0, t_end=30.0)
 SUBTRACT_CFG = LIFConfig(tau_syn=5.0, tau_mem=10.0, threshold=1.0, t_end=30.0, reset="subtract")
+CONFIGS = {"closed_form": CFG, "newton": NEWTON_CFG, "subtract": SUBTRACT_CFG}
+EPS = 1e-6
+N_PROBES = 3  # perturbed weights per layer
 
 
 def finite(t):
@@ -31,12 +40,57 @@ def small_net(cfg, key=3):
     return net, x
 
 
-def net_loss(weights, net, x, mode):
-    """A loss touching every differentiable output: spike times of both layers, v_end and v_int."""
-    out = eqx.tree_at(lambda n: n.weights, net, weights)(x, grad=mode)
+def losses(out):
+    """[TTFS loss (label 1), a loss touching every differentiable output of both layers]."""
     t_out = finite(out[-1].times)
-    return (jnp.sum(t_out * jnp.arange(1.0, t_out.shape[1] + 1.0, dtype=F64)) + jnp.sum(jnp.sin(out[-1].v_int))
-            + jnp.sum(out[-1].v_end ** 2) + 0.1 * jnp.sum(finite(out[0].times) ** 2))
+    composite = (jnp.sum(t_out * jnp.arange(1.0, t_out.shape[1] + 1.0, dtype=F64)) + jnp.sum(jnp.sin(out[-1].v_int))
+                 + jnp.sum(out[-1].v_end ** 2) + 0.1 * jnp.sum(finite(out[0].times) ** 2))
+    return jnp.stack([ttfs_loss(out[-1], jnp.int32(1), t_end=30.0), composite])
+
+
+def probes(net):
+    """(layer, i, j) of the perturbed weights: N_PROBES random entries per layer."""
+    rng = np.random.default_rng(0)
+    return [(layer, *(int(rng.integers(s)) for s in w.shape)) for layer, w in enumerate(net.weights)
+            for _ in range(N_PROBES)]
+
+
+def analyse(net, x):
+    """Everything the derivative oracles need for one network, as one compiled program."""
+    def run(weights, mode):
+        return eqx.tree_at(lambda n: n.weights, net, weights)(x, grad=mode)
+
+    def forward(weights):
+        out = run(weights, "autodiff")
+        return [r.count for r in out], [finite(r.times) for r in out], losses(out), [r.overflow for r in out]
+
+    @jit
+    def compute(weights, perturbed):
+        net_w = eqx.tree_at(lambda n: n.weights, net, weights)
+        return {"base": forward(weights), "perturbed": jax.vmap(forward)(perturbed),
+                "fp": (spike_time_jacobian(net_w, x), jax.jacfwd(lambda w: losses(run(w, "fp")))(weights)),
+                "autodiff": jax.jacrev(lambda w: losses(run(w, "autodiff")))(weights),
+                "adjoint": jax.jacrev(lambda w: losses(run(w, "adjoint")))(weights)}
+
+    return compute
+
+
+def perturbations(weights, where):
+    """Stack of weight lists: +EPS then -EPS at each probe."""
+    out = []
+    for sign in (1.0, -1.0):
+        for layer, i, j in where:
+            out.append([w.at[i, j].add(sign * EPS) if m == layer else w for m, w in enumerate(weights)])
+    return jax.tree.map(lambda *a: jnp.stack(a), *out)
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS), ids=list(CONFIGS))
+def analysed(request):
+    cfg = CONFIGS[request.param]
+    net, x = small_net(cfg)
+    where = probes(net)
+    compute = analyse(net, x)
+    return request.param, net, where, compute, compute(net.weights, perturbations(net.weights, where))
 
 
 def test_ift_identity_single_neuron_equal_taus():
@@ -44,8 +98,13 @@ def test_ift_identity_single_neuron_equal_taus():
     tau, theta = 5.0, 1.0
     cfg = LIFConfig(tau_syn=tau, tau_mem=tau, threshold=theta, t_end=40.0)
     w = jnp.array(6.0, F64)
-    t_of_w = jax.jit(lambda w: simulate_layer(w.reshape(1, 1), jnp.zeros((1, 1), F64), cfg, 2).times[0, 0])
-    t = float(t_of_w(w))
+
+    def t_of_w(w):
+        return simulate_layer(w.reshape(1, 1), jnp.zeros((1, 1), F64), cfg, 2).times[0, 0]
+
+    t, g_rev, (_, g_fwd) = jit(lambda w: (t_of_w(w), jax.grad(t_of_w)(w),
+                                              jax.jvp(t_of_w, (w,), (jnp.ones((), F64),))))(w)
+    t = float(t)
     dv_dw = (t / tau) * np.exp(-t / tau)
     vdot = (float(w) * np.exp(-t / tau) - theta) / tau
     ift = -dv_dw / vdot
@@ -53,69 +112,69 @@ def test_ift_identity_single_neuron_equal_taus():
     big_w, z = -t / tau, -theta / float(w)
     lambert = -tau * big_w / (z * (1 + big_w)) * theta / float(w) ** 2
     np.testing.assert_allclose(ift, lambert, rtol=1e-12)
-    np.testing.assert_allclose(float(jax.grad(t_of_w)(w)), ift, rtol=1e-10)
-    np.testing.assert_allclose(float(jax.jvp(t_of_w, (w,), (jnp.ones((), F64),))[1]), ift, rtol=1e-10)
+    np.testing.assert_allclose(float(g_rev), ift, rtol=1e-10)
+    np.testing.assert_allclose(float(g_fwd), ift, rtol=1e-10)
 
 
 @pytest.mark.parametrize("cfg", [CFG, CFG_NEWTON], ids=["closed_form", "newton"])
 def test_golden_example_gradients(cfg):
-    p = jnp.array([4.5, 3.0, 2.0, 4.0], F64)
-    first = lambda p: golden(p, cfg)[1].times[0, 0]  # noqa: E731
-    vint = lambda p: golden(p, cfg)[1].v_int[0]  # noqa: E731
+    res = golden_all(cfg)
     expected_t = [-0.2731422, -0.0948553, -0.5758736, -0.6275777]
     expected_v = [0.3574568, 0.2614540, 3.947867, 7.847565]
-    np.testing.assert_allclose(jax.jit(jax.jacfwd(first))(p), expected_t, atol=2e-7)
-    np.testing.assert_allclose(jax.jit(jax.grad(first))(p), expected_t, atol=2e-7)
-    np.testing.assert_allclose(jax.jit(jax.grad(vint))(p), expected_v, rtol=2e-7)
+    np.testing.assert_allclose(res["jacfwd_first"], expected_t, atol=2e-7)
+    np.testing.assert_allclose(res["grad_first"], expected_t, atol=2e-7)
+    np.testing.assert_allclose(res["grad_vint"], expected_v, rtol=2e-7)
 
 
-@pytest.mark.parametrize("cfg", [CFG, NEWTON_CFG], ids=["closed_form", "newton"])
-def test_finite_differences_at_fixed_spike_count(cfg):
-    net, x = small_net(cfg)
-    eps = 1e-6
-    counts = jax.jit(lambda w: [r.count for r in eqx.tree_at(lambda n: n.weights, net, w)(x)])
-    times = jax.jit(lambda w: eqx.tree_at(lambda n: n.weights, net, w)(x)[-1].times)
-    labels = jnp.int32(1)
-
-    @jax.jit
-    def loss(w):
-        return ttfs_loss(eqx.tree_at(lambda n: n.weights, net, w)(x)[-1], labels, t_end=cfg.t_end)
-
-    jac = jax.jit(spike_time_jacobian)(net, x)[1]
-    grads = jax.grad(loss)(net.weights)
-    base_counts = counts(net.weights)
-    assert base_counts[1].min() >= 1 and base_counts[0].max() >= 2  # several spikes, every output fires
-    rng = np.random.default_rng(0)
-    for layer in range(2):
-        for _ in range(3):
-            i, j = (int(rng.integers(s)) for s in net.weights[layer].shape)
-            plus = [w.at[i, j].add(eps) if m == layer else w for m, w in enumerate(net.weights)]
-            minus = [w.at[i, j].add(-eps) if m == layer else w for m, w in enumerate(net.weights)]
-            for a, b, c in zip(counts(plus), counts(minus), base_counts):
-                np.testing.assert_array_equal(a, c)
-                np.testing.assert_array_equal(b, c)
-            fd_t = np.asarray(finite(times(plus)) - finite(times(minus))) / (2 * eps)
-            exact_t = np.asarray(jac[layer][:, :, i, j])
+def test_finite_differences_at_fixed_spike_count(analysed):
+    name, net, where, _, res = analysed
+    base_counts = res["base"][0]
+    p_counts, p_times, p_loss, _ = res["perturbed"]
+    assert int(base_counts[1].min()) >= 1 and int(base_counts[0].max()) >= 2  # several spikes, every output fires
+    n = len(where)
+    for a, c in zip(p_counts, base_counts):  # the spike pattern is the same at every +-EPS
+        np.testing.assert_array_equal(np.asarray(a), np.broadcast_to(np.asarray(c), a.shape))
+    fp_times, fp_loss = res["fp"]
+    for p, (layer, i, j) in enumerate(where):
+        for out_layer in range(2):
+            fd_t = np.asarray(p_times[out_layer][p] - p_times[out_layer][n + p]) / (2 * EPS)
+            exact_t = np.asarray(finite(fp_times[out_layer][layer][:, :, i, j]))
             nz = np.abs(exact_t) > 1e-8
-            np.testing.assert_allclose(fd_t[nz], exact_t[nz], rtol=1e-6)
+            np.testing.assert_allclose(fd_t[nz], exact_t[nz], rtol=1e-6, err_msg=f"{name} {layer, i, j}")
             np.testing.assert_allclose(fd_t[~nz], 0.0, atol=1e-8)
-            fd_l = float(loss(plus) - loss(minus)) / (2 * eps)
-            np.testing.assert_allclose(fd_l, float(grads[layer][i, j]), rtol=1e-6, atol=1e-10)
+        fd_l = np.asarray(p_loss[p] - p_loss[n + p]) / (2 * EPS)
+        for mode in ("autodiff", "adjoint"):
+            np.testing.assert_allclose(fd_l, np.asarray(res[mode][layer][:, i, j]), rtol=1e-6, atol=1e-10)
 
 
-@pytest.mark.parametrize("cfg", [CFG, NEWTON_CFG, SUBTRACT_CFG], ids=["closed_form", "newton", "subtract"])
-def test_fp_reverse_autodiff_and_hand_adjoint_agree(cfg):
-    net, x = small_net(cfg)
-    out = net(x)
-    assert not any(bool(jnp.any(r.overflow)) for r in out)
-    assert int(out[0].count.max()) >= 3 and int(out[1].count.min()) >= 1
-    g_fp = jax.jit(jax.jacfwd(net_loss), static_argnums=3)(net.weights, net, x, "fp")
-    g_rev = jax.jit(jax.grad(net_loss), static_argnums=3)(net.weights, net, x, "autodiff")
-    g_adj = jax.jit(jax.grad(net_loss), static_argnums=3)(net.weights, net, x, "adjoint")
-    for a, b, c in zip(g_fp, g_rev, g_adj):
-        scale = float(jnp.max(jnp.abs(a)))
-        np.testing.assert_allclose(b, a, atol=1e-9 * scale)
-        np.testing.assert_allclose(c, a, atol=1e-9 * scale)
+def test_fp_reverse_autodiff_and_hand_adjoint_agree(analysed):
+    _, net, _, _, res = analysed
+    counts, overflow = res["base"][0], res["base"][3]
+    assert int(counts[0].max()) >= 3 and int(counts[1].min()) >= 1
+    assert not any(bool(jnp.any(o)) for o in overflow)
+    g_fp = res["fp"][1]
+    for a, b, c in zip(g_fp, res["autodiff"], res["adjoint"]):
+        for row in range(2):  # each loss separately: its own scale
+            scale = float(jnp.max(jnp.abs(a[row])))
+            assert scale > 0
+            np.testing.assert_allclose(b[row], a[row], atol=1e-9 * scale)
+            np.testing.assert_allclose(c[row], a[row], atol=1e-9 * scale)
+
+
+def test_no_spikes_give_zero_not_nan_gradients(analysed):
+    name, net, where, compute, _ = analysed
+    if name != "closed_form":
+        pytest.skip("the zero-weight case is checked on one configuration")
+    zeros = [jnp.zeros_like(w) for w in net.weights]
+    res = compute(zeros, perturbations(zeros, where))
+    assert all(int(c.sum()) == 0 for c in res["base"][0])
+    fp_times, fp_loss = res["fp"]
+    for jac in jax.tree.leaves(fp_times):  # every spike time: zero derivative
+        assert np.all(np.asarray(jac) == 0.0)
+    for g in (fp_loss, res["autodiff"], res["adjoint"]):  # TTFS loss in every mode: zero, not NaN
+        for gw in g:
+            assert np.all(np.asarray(gw[0]) == 0.0)
+            assert np.all(np.isfinite(np.asarray(gw[1])))
 
 
 def test_dot_product_hand_adjoint_against_forward_tangents():
@@ -134,11 +193,15 @@ def test_dot_product_hand_adjoint_against_forward_tangents():
         r = layer_core_adjoint(w, t, ev_src, CFG, 6)
         return finite(r.times), r.v_end, r.v_int
 
-    primal, jv = jax.jvp(fwd, (w, ev_t), (v_w, v_t))
+    @jit
+    def both(w, t, v_w, v_t):
+        primal, jv = jax.jvp(fwd, (w, t), (v_w, v_t))
+        u = tuple(jax.random.normal(kk, p.shape, F64) for kk, p in zip(k[2:], primal))
+        _, vjp = jax.vjp(adj, w, t)
+        return primal, u, jv, vjp(u)
+
+    primal, u, jv, (ju_w, ju_t) = both(w, ev_t, v_w, v_t)
     assert int(jnp.sum(primal[0] > 0)) >= 3
-    u = tuple(jax.random.normal(kk, p.shape, F64) for kk, p in zip(k[2:], primal))
-    _, vjp = jax.vjp(adj, w, ev_t)
-    ju_w, ju_t = vjp(u)
     lhs = sum(float(jnp.vdot(a, b)) for a, b in zip(u, jv))
     rhs = float(jnp.vdot(ju_w, v_w) + jnp.vdot(ju_t, v_t))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-11)
@@ -154,46 +217,33 @@ def test_dot_product_crossing_time_rule():
     np.testing.assert_allclose(u * float(jv), float(jt_v) * dv + float(jt_i) * di, rtol=1e-13)
 
 
-@pytest.mark.parametrize("mode", ["fp", "autodiff", "adjoint"])
-def test_no_spikes_give_zero_not_nan_gradients(mode):
-    net, x = small_net(CFG)
-    net = eqx.tree_at(lambda n: n.weights, net, [jnp.zeros_like(w) for w in net.weights])
-    assert all(int(r.count.sum()) == 0 for r in net(x))
-
-    def loss(w):
-        out = eqx.tree_at(lambda n: n.weights, net, w)(x, grad=mode)[-1]
-        return ttfs_loss(out, jnp.int32(0), t_end=CFG.t_end) + jnp.sum(finite(out.times))
-
-    g = jax.jit(jax.jacfwd(loss) if mode == "fp" else jax.grad(loss))(net.weights)
-    for gw in g:
-        assert np.all(np.asarray(gw) == 0.0)
-
-
 def test_grazing_crossing_is_flagged_and_gradient_finite():
     # tau_mem = 2 tau_syn, V0 = 0: w = 4 theta touches the threshold with zero slope; just above it grazes
     cfg = LIFConfig(tau_syn=5.0, tau_mem=10.0, t_end=30.0, eps_graze=1e-3)
-    w = jnp.array([[4.0 + 1e-9]], F64)
     t0 = jnp.zeros((1, 1), F64)
-    r = simulate_layer(w, t0, cfg, 2)
+    first = lambda w: simulate_layer(w, t0, cfg, 2).times[0, 0]  # noqa: E731
+
+    @jit
+    def all_of(w):
+        return simulate_layer(w, t0, cfg, 2), jax.grad(first)(w), jax.jacfwd(first)(w)
+
+    r, g_rev, g_fwd = all_of(jnp.array([[4.0 + 1e-9]], F64))
     assert int(r.count[0]) == 1 and int(r.grazing[0]) == 1
-    for g in (jax.jit(jax.grad(lambda w: simulate_layer(w, t0, cfg, 2).times[0, 0]))(w),
-              jax.jit(jax.jacfwd(lambda w: simulate_layer(w, t0, cfg, 2).times[0, 0]))(w)):
-        assert np.all(np.isfinite(np.asarray(g)))
-    clean = simulate_layer(jnp.array([[6.0]], F64), t0, cfg, 2)
+    assert np.all(np.isfinite(np.asarray(g_rev))) and np.all(np.isfinite(np.asarray(g_fwd)))
+    clean = all_of(jnp.array([[6.0]], F64))[0]
     assert int(clean.grazing[0]) == 0
 
 
 def test_jit_and_vmap_over_batch_and_seeds():
-    cfg = CFG
     xs = jax.random.uniform(jax.random.key(5), (3, 4, 1), F64, 0.0, 10.0)
-    nets = jax.vmap(lambda k: EventNet((4, 5, 2), key=k, cfg=cfg, max_spikes=(2, 2), dtype=F64,
+    nets = jax.vmap(lambda k: EventNet((4, 5, 2), key=k, cfg=CFG, max_spikes=(2, 2), dtype=F64,
                                        init=[(1.5, 1.0), (1.0, 0.5)]))(jax.random.split(jax.random.key(0), 2))
 
     def loss(net, x):
         return jnp.sum(finite(net(x)[-1].times))
 
-    batched = jax.jit(jax.vmap(jax.vmap(jax.grad(loss), in_axes=(None, 0)), in_axes=(0, None)))(nets, xs)
-    single = jax.jit(jax.grad(loss))
+    batched = jit(jax.vmap(jax.vmap(jax.grad(loss), in_axes=(None, 0)), in_axes=(0, None)))(nets, xs)
+    single = jit(jax.grad(loss))
     for s in range(2):
         net_s = jax.tree.map(lambda a: a[s], nets)
         for b in range(3):

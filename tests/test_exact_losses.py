@@ -52,3 +52,19 @@ def test_voltage_loss_is_cross_entropy_on_mean_potential():
     expected = -(logits[2] - np.log(np.sum(np.exp(logits))))
     np.testing.assert_allclose(float(voltage_loss(result(v_int=v), jnp.int32(2), t_end=6.0)), expected, rtol=1e-13)
     assert int(predict_voltage(result(v_int=v))) == 1
+
+
+def test_ttfs_silent_term_pushes_every_silent_output_up():
+    t = jnp.array([[2.0], [INF], [INF]], F64)  # outputs 1 and 2 silent
+    v_int = jnp.array([5.0, 3.0, -4.0], F64)
+    t_end, w = 10.0, 0.25
+    base = ttfs_loss(result(t), jnp.int32(0), t_end=t_end)
+    for label in range(3):  # the term does not depend on which output is the true one
+        r = LayerResult(t, None, v_int, None, None, None, None)
+        got = ttfs_loss(r, jnp.int32(label), t_end=t_end, silent_weight=w) - ttfs_loss(
+            result(t), jnp.int32(label), t_end=t_end)
+        np.testing.assert_allclose(float(got), -w * (3.0 - 4.0) / t_end, rtol=1e-13)
+    g = jax.grad(lambda v: ttfs_loss(LayerResult(t, None, v, None, None, None, None), jnp.int32(0),
+                                     t_end=t_end, silent_weight=w))(v_int)
+    np.testing.assert_allclose(np.asarray(g), [0.0, -w / t_end, -w / t_end], rtol=1e-13)  # firing output: none
+    assert np.isfinite(float(base))

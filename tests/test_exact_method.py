@@ -7,6 +7,8 @@ import pytest
 
 from jsnn.exact.method import ExactConfig, encode_latency, exact_method
 
+from test_exact_simulate import jit
+
 CFG = ExactConfig(hidden=(4,), max_spikes=(2, 2), init=((2.0, 1.0), (2.0, 0.5)), lr=1e-2)
 
 
@@ -19,17 +21,29 @@ def test_latency_encoding_formula():
     np.testing.assert_allclose(inv[1:3], [7.0, 1.0])
 
 
-def test_all_gradient_modes_take_the_same_step():
+def float64_method(grad):
+    """The method for ``grad`` with a float64 initial state (the tests' oracle precision)."""
+    m = exact_method(ExactConfig.from_dict({**CFG.to_dict(), "grad": grad}), 2, 3)
+    state = m.init(jax.random.key(0))
+    state = state._replace(net=jax.tree.map(lambda a: a.astype(jnp.float64), state.net))
+    state = state._replace(opt_state=jax.tree.map(
+        lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, state.opt_state))
+    return m, state
+
+
+@pytest.fixture(scope="module")
+def adjoint_step():
+    m, state = float64_method("adjoint")
+    return m, state, jit(m.step)
+
+
+def test_all_gradient_modes_take_the_same_step(adjoint_step):
     x = jax.random.uniform(jax.random.key(1), (2, 2), jnp.float64)
     y = jnp.array([0, 2], jnp.int32)
     states = {}
     for grad in ("fp", "autodiff", "adjoint"):
-        m = exact_method(ExactConfig.from_dict({**CFG.to_dict(), "grad": grad}), 2, 3)
-        state = m.init(jax.random.key(0))
-        state = state._replace(net=jax.tree.map(lambda a: a.astype(jnp.float64), state.net))
-        state = state._replace(opt_state=jax.tree.map(
-            lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, state.opt_state))
-        new, metrics = jax.jit(m.step)(state, x, y, jax.random.key(1))
+        m, state, step = adjoint_step if grad == "adjoint" else (*float64_method(grad), None)
+        new, metrics = (step or jit(m.step))(state, x, y, jax.random.key(1))
         assert int(metrics["overflow"]) == 0 and np.isfinite(float(metrics["loss"]))
         states[grad] = new.net.weights
     for a, b, c in zip(states["fp"], states["autodiff"], states["adjoint"]):
@@ -37,19 +51,17 @@ def test_all_gradient_modes_take_the_same_step():
         np.testing.assert_allclose(c, a, rtol=1e-9, atol=1e-12)
 
 
-def test_training_step_learns_and_compiles_once():
-    m = exact_method(CFG, 2, 3)
-    x = jax.random.uniform(jax.random.key(2), (8, 2), jnp.float32)
+def test_training_step_learns_and_compiles_once(adjoint_step):
+    m, state, step = adjoint_step  # the step compiled above: same shapes, no new compile
+    x = jax.random.uniform(jax.random.key(2), (2, 2), jnp.float64)
     y = (x[:, 0] > 0.5).astype(jnp.int32)
-    step = jax.jit(m.step)
-    state = m.init(jax.random.key(0))
     losses = []
     for k in range(8):
         state, metrics = step(state, x, y, jax.random.key(k))
         losses.append(float(metrics["loss"]))
     assert step._cache_size() == 1
     assert losses[-1] < losses[0]
-    assert m.predict(state, x).shape == (8,)
+    assert jit(m.predict)(state, x).shape == (2,)
 
 
 def test_config_errors_say_what_to_do():

@@ -1,5 +1,7 @@
 """Event-driven CuBa-LIF simulation: spike times against closed forms, fine Euler, the golden example."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +12,12 @@ from jsnn.exact.flow import LIFConfig, crossing_time, flow
 from jsnn.exact.simulate import simulate_layer as _simulate_layer
 from jsnn.exact.simulate import sort_events
 
-# one compilation per (shape, config): eager calls of a scan would recompile every time
+# Compile time dominates these tests: LLVM's optimisation passes take ~40 % of it and buy nothing for
+# programs that run once, so the tests compile without them (numerics are unchanged: no fast-math).
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+
+# one compilation per (shape, config): eager calls of a scan would recompile every time (plain jax.jit: it
+# is also nested inside the tests' top-level programs, and only a top-level jit takes compiler options)
 simulate_layer = jax.jit(_simulate_layer, static_argnums=(2, 3), static_argnames="max_events")
 
 F64 = jnp.float64
@@ -26,6 +33,21 @@ def golden(params, cfg):
     in_o = jnp.concatenate([jnp.pad(GOLDEN_IN[2:], ((0, 0), (0, 3)), constant_values=jnp.inf), h.times])
     o = simulate_layer(jnp.stack([wo2, woh])[None], in_o, cfg, 4)
     return h, o
+
+
+@functools.cache
+def golden_all(cfg):
+    """The golden example, its FP/reverse derivatives of the first output spike and of int V_o, in one compile."""
+    first = lambda p: golden(p, cfg)[1].times[0, 0]  # noqa: E731
+    vint = lambda p: golden(p, cfg)[1].v_int[0]  # noqa: E731
+
+    @jit
+    def compute(p):
+        h, o = golden(p, cfg)
+        return {"h": h, "o": o, "jacfwd_first": jax.jacfwd(first)(p), "grad_first": jax.grad(first)(p),
+                "grad_vint": jax.grad(vint)(p)}
+
+    return compute(jnp.array([4.5, 3.0, 2.0, 4.0], F64))
 
 
 def euler_spikes(weights, in_times, cfg, dt):
@@ -51,7 +73,8 @@ def euler_spikes(weights, in_times, cfg, dt):
 
 @pytest.mark.parametrize("cfg", [CFG, CFG_NEWTON], ids=["closed_form", "newton"])
 def test_golden_example_spike_times(cfg):
-    h, o = golden(jnp.array([4.5, 3.0, 2.0, 4.0], F64), cfg)
+    res = golden_all(cfg)
+    h, o = res["h"], res["o"]
     np.testing.assert_allclose(h.times[0, :2], [3.695398, 6.667696], atol=1e-6)
     np.testing.assert_allclose(o.times[0, :3], [6.174819, 8.096777, 10.789039], atol=1e-6)
     assert int(h.count[0]) == 2 and int(o.count[0]) == 3
