@@ -30,7 +30,7 @@ CONFIGS = {
                 "chunk_size": 2500, "log_every": 10}],
     "mnist1wide": [{"data": "mnist", "hidden": [1024], "train_samples": 10000, "iters": 40, "warmup": 15,
                     "chunk_size": 2500, "log_every": 10}],
-    "mnist3": [{"data": "mnist", "hidden": [256, 256, 256], "train_samples": 5000, "iters": 30, "warmup": 10,
+    "mnist3": [{"data": "mnist", "hidden": [512, 512, 512], "train_samples": 10000, "iters": 40, "warmup": 15,
                 "chunk_size": 2500, "log_every": 10}],
 }
 

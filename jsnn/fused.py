@@ -14,7 +14,8 @@ computes the gradients with one elementwise reverse scan:
 
 The partials of f_{t+1} depend only on (v_t, s_t), so the reverse scan reads one stored
 array (v; spikes are recomputed from it) and accumulates the parameter gradients in its
-carry.
+carry. The scan may start from any state (v_{-1}, s_{-1}), which gets its cotangent
+lam_0 * df_0/d(v, s), so a long sequence can be run in chunks.
 
 where ``H'`` is the surrogate derivative. The result equals autodiff of the step
 function exactly (tests/test_fused.py checks every flag combination against it).
@@ -39,7 +40,7 @@ def _fired(x: Array, inclusive: bool) -> Array:
     return (x >= 0 if inclusive else x > 0).astype(x.dtype)
 
 
-def _forward(flags, decay, threshold, currents):
+def _forward(flags, decay, threshold, v0, s0, currents):
     from jsnn.neurons import membrane_update
 
     reset, order, inclusive, _ = flags
@@ -50,19 +51,18 @@ def _forward(flags, decay, threshold, currents):
         s = _fired(v - threshold, inclusive)
         return (v, s), (s, v)
 
-    zeros = jnp.zeros(currents.shape[1:], currents.dtype)
-    _, (s, v) = jax.lax.scan(step, (zeros, zeros), currents)
+    _, (s, v) = jax.lax.scan(step, (v0, s0), currents)
     return s, v
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _lif_scan(flags, derivative, decay, threshold, slope, currents):
-    return _forward(flags, decay, threshold, currents)
+def _lif_scan(flags, derivative, decay, threshold, slope, v0, s0, currents):
+    return _forward(flags, decay, threshold, v0, s0, currents)
 
 
-def _lif_scan_fwd(flags, derivative, decay, threshold, slope, currents):
-    s, v = _forward(flags, decay, threshold, currents)
-    return (s, v), (decay, threshold, slope, v)  # spikes are recomputed from v in the reverse pass
+def _lif_scan_fwd(flags, derivative, decay, threshold, slope, v0, s0, currents):
+    s, v = _forward(flags, decay, threshold, v0, s0, currents)
+    return (s, v), (decay, threshold, slope, v0, s0, v)  # spikes are recomputed from v in the reverse pass
 
 
 def _sum_to(x: Array, like: Array) -> Array:
@@ -89,7 +89,7 @@ def _partials(reset, order, decay, threshold, v, s):
 
 def _lif_scan_bwd(flags, derivative, residuals, cotangents):
     reset, order, inclusive, detach = flags
-    decay, threshold, slope, v = residuals
+    decay, threshold, slope, v0, s0, v = residuals
     gs, gv = cotangents
     slope = jnp.asarray(slope, v.dtype)
 
@@ -105,20 +105,27 @@ def _lif_scan_bwd(flags, derivative, residuals, cotangents):
         return (lam, g_decay + lam_next * fd, g_threshold + lam_next * fth - mu * sg_t), lam
 
     zeros = jnp.zeros_like(v[0])
-    (_, g_decay, g_threshold), lam = jax.lax.scan(back, (zeros, zeros, zeros), (gs, gv, v), reverse=True)
-    # f_0 acts on the zero initial state, so its decay and threshold partials vanish: the sums are complete.
-    return _sum_to(g_decay, decay), _sum_to(g_threshold, threshold), jnp.zeros_like(slope), lam
+    (lam0, g_decay, g_threshold), lam = jax.lax.scan(back, (zeros, zeros, zeros), (gs, gv, v), reverse=True)
+    # The first step's map f_0 acts on the initial state (v0, s0).
+    fv, fs, fd, fth = _partials(reset, order, decay, threshold, v0, s0)
+    g_decay, g_threshold = g_decay + lam0 * fd, g_threshold + lam0 * fth
+    g_v0 = jnp.broadcast_to(lam0 * fv, v0.shape)
+    g_s0 = jnp.zeros_like(s0) if detach else jnp.broadcast_to(lam0 * fs, s0.shape)
+    return _sum_to(g_decay, decay), _sum_to(g_threshold, threshold), jnp.zeros_like(slope), g_v0, g_s0, lam
 
 
 _lif_scan.defvjp(_lif_scan_fwd, _lif_scan_bwd)
 
 
-def lif_scan(neuron, currents: Float[Array, "T *n"]) -> tuple[Float[Array, "T *n"], Float[Array, "T *n"]]:
+def lif_scan(
+    neuron, currents: Float[Array, "T *n"], state=None
+) -> tuple[Float[Array, "T *n"], Float[Array, "T *n"]]:
     """Spikes and potentials of a :class:`jsnn.neurons.LIF` (or ``IF``) over time, with the lean VJP.
 
     Args:
       neuron: a LIF or IF module (its flags, decay, threshold and surrogate are used).
       currents: input currents ``(T, *features)``.
+      state: initial ``(v, s)`` (previous potential and spike); zeros when ``None``.
 
     Returns:
       ``(spikes, v)``, both ``(T, *features)``.
@@ -135,4 +142,8 @@ def lif_scan(neuron, currents: Float[Array, "T *n"]) -> tuple[Float[Array, "T *n
     threshold = jnp.asarray(neuron.threshold, dtype)
     slope = jnp.asarray(neuron.surrogate.slope, dtype)
     flags = (neuron.reset, neuron.update_order, neuron.cmp == ">=", neuron.detach_reset)
-    return _lif_scan(flags, type(neuron.surrogate)._derivative, decay, threshold, slope, currents)
+    if state is None:
+        v0 = s0 = jnp.zeros(currents.shape[1:], dtype)
+    else:
+        v0, s0 = state
+    return _lif_scan(flags, type(neuron.surrogate)._derivative, decay, threshold, slope, v0, s0, currents)

@@ -22,7 +22,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -83,23 +83,24 @@ class Neuron(eqx.Module):
                 f"{type(self).__name__} expects floating-point currents; got {currents.dtype}. "
                 "Cast spikes with .astype(jnp.float32)."
             )
-        return self._run(currents)
-
-    def _run(self, currents):
-        return self.run_steps(currents)
-
-    def run_steps(self, currents: Float[Array, "T *n"]) -> tuple[Float[Array, "T *n"], Trace]:
-        """``lax.scan`` of ``step`` over time, differentiated by autodiff (no input checks)."""
         state = self.init_state(currents.shape[1:], currents.dtype)
-        _, (out, v, spikes) = jax.lax.scan(lambda st, c: self.step(st, c), state, currents)
-        return out, Trace(v=v, spikes=spikes)
+        _, out, trace = self.scan(currents, state)
+        return out, trace
 
+    def scan(self, currents: Float[Array, "T *n"], state) -> tuple[Any, Float[Array, "T *n"], Trace]:
+        """Run from ``state`` over ``currents`` (no input checks): ``(final_state, outputs, trace)``.
 
-def _run_fused(neuron, currents):
-    from jsnn.fused import lif_scan
+        Running two halves of a sequence one after the other, the second from the first's
+        final state, gives the same result as running it whole.
+        """
+        return self.run_steps(currents, state)
 
-    spikes, v = lif_scan(neuron, currents)
-    return spikes, Trace(v=v, spikes=spikes)
+    def run_steps(self, currents: Float[Array, "T *n"], state=None) -> tuple[Any, Float[Array, "T *n"], Trace]:
+        """``lax.scan`` of ``step`` over time, differentiated by autodiff (no input checks)."""
+        if state is None:
+            state = self.init_state(currents.shape[1:], currents.dtype)
+        final, (out, v, spikes) = jax.lax.scan(lambda st, c: self.step(st, c), state, currents)
+        return final, out, Trace(v=v, spikes=spikes)
 
 
 def membrane_update(
@@ -150,7 +151,11 @@ class _ThresholdNeuron(Neuron):
         s = _fire(self, v)
         return _SpikingState(v=v, s=s), (s, v, s)
 
-    _run = _run_fused
+    def scan(self, currents, state):
+        from jsnn.fused import lif_scan  # the lean hand-written VJP; equal to autodiff of ``step``
+
+        spikes, v = lif_scan(self, currents, state)
+        return _SpikingState(v=v[-1], s=spikes[-1]), spikes, Trace(v=v, spikes=spikes)
 
 
 class LIF(_ThresholdNeuron):

@@ -1,10 +1,13 @@
 """Exact spike-time derivatives: IFT identity, finite differences, FP = reverse autodiff = hand adjoint.
 
 Compile time dominates these tests, so each neuron configuration is compiled once: ``analyse`` (one jit per
-configuration, shared by the tests through a module-scoped fixture) returns the forward results at the base
-weights and at every finite-difference perturbation (one vmapped call), the FP Jacobians (``spike_time_jacobian`` and ``jax.jacfwd``), and
-the reverse-autodiff and hand-adjoint Jacobians (``jax.jacrev``) of two losses.
+configuration, cached and shared by the tests) returns the forward results at the base
+weights and at every finite-difference perturbation (one vmapped call), the FP Jacobians
+(``spike_time_jacobian`` and ``jax.jacfwd``), and the reverse-autodiff and hand-adjoint Jacobians
+(``jax.jacrev``) of two losses.
 """
+
+import functools
 
 import equinox as eqx
 import jax
@@ -21,9 +24,10 @@ from jsnn.exact.simulate import layer_core, sort_events
 from test_exact_simulate import CFG, CFG_NEWTON, golden_all, jit, simulate_layer
 
 F64 = jnp.float64
-NEWTON_CFG = LIFConfig(tau_syn=4.0, tau_mem=7.0, threshold=1.0, t_end=30.0)
-SUBTRACT_CFG = LIFConfig(tau_syn=5.0, tau_mem=10.0, threshold=1.0, t_end=30.0, reset="subtract")
-CONFIGS = {"closed_form": CFG, "newton": NEWTON_CFG, "subtract": SUBTRACT_CFG}
+# both root solvers and both reset modes, each compiled once (the two resets agree in continuous time:
+# test_exact_simulate.py::test_reset_modes_agree_in_continuous_time)
+NEWTON_SUBTRACT_CFG = LIFConfig(tau_syn=4.0, tau_mem=7.0, threshold=1.0, t_end=30.0, reset="subtract")
+CONFIGS = {"closed_form": CFG, "newton_subtract": NEWTON_SUBTRACT_CFG}
 EPS = 1e-6
 N_PROBES = 3  # perturbed weights per layer
 
@@ -55,22 +59,22 @@ def probes(net):
             for _ in range(N_PROBES)]
 
 
-def analyse(net, x):
-    """Everything the derivative oracles need for one network, as one compiled program."""
-    def run(weights, mode):
+def analyse(net):
+    """Everything the derivative oracles need for one network, as one compiled program of (weights, x)."""
+    def run(weights, x, mode):
         return eqx.tree_at(lambda n: n.weights, net, weights)(x, grad=mode)
 
-    def forward(weights):
-        out = run(weights, "autodiff")
+    def forward(weights, x):
+        out = run(weights, x, "autodiff")
         return [r.count for r in out], [finite(r.times) for r in out], losses(out), [r.overflow for r in out]
 
     @jit
-    def compute(weights, perturbed):
+    def compute(weights, perturbed, x):
         net_w = eqx.tree_at(lambda n: n.weights, net, weights)
-        return {"base": forward(weights), "perturbed": jax.vmap(forward)(perturbed),
-                "fp": (spike_time_jacobian(net_w, x), jax.jacfwd(lambda w: losses(run(w, "fp")))(weights)),
-                "autodiff": jax.jacrev(lambda w: losses(run(w, "autodiff")))(weights),
-                "adjoint": jax.jacrev(lambda w: losses(run(w, "adjoint")))(weights)}
+        return {"base": forward(weights, x), "perturbed": jax.vmap(forward, in_axes=(0, None))(perturbed, x),
+                "fp": (spike_time_jacobian(net_w, x), jax.jacfwd(lambda w: losses(run(w, x, "fp")))(weights)),
+                "autodiff": jax.jacrev(lambda w: losses(run(w, x, "autodiff")))(weights),
+                "adjoint": jax.jacrev(lambda w: losses(run(w, x, "adjoint")))(weights)}
 
     return compute
 
@@ -84,13 +88,18 @@ def perturbations(weights, where):
     return jax.tree.map(lambda *a: jnp.stack(a), *out)
 
 
+@functools.cache
+def analysis(name):
+    """(name, net, probes, compiled program, its results at the net's weights) for ``CONFIGS[name]``."""
+    net, x = small_net(CONFIGS[name])
+    where = probes(net)
+    compute = analyse(net)
+    return name, net, where, compute, compute(net.weights, perturbations(net.weights, where), x)
+
+
 @pytest.fixture(scope="module", params=list(CONFIGS), ids=list(CONFIGS))
 def analysed(request):
-    cfg = CONFIGS[request.param]
-    net, x = small_net(cfg)
-    where = probes(net)
-    compute = analyse(net, x)
-    return request.param, net, where, compute, compute(net.weights, perturbations(net.weights, where))
+    return analysis(request.param)
 
 
 def test_ift_identity_single_neuron_equal_taus():
@@ -161,12 +170,10 @@ def test_fp_reverse_autodiff_and_hand_adjoint_agree(analysed):
             np.testing.assert_allclose(c[row], a[row], atol=1e-9 * scale)
 
 
-def test_no_spikes_give_zero_not_nan_gradients(analysed):
-    name, net, where, compute, _ = analysed
-    if name != "closed_form":
-        pytest.skip("the zero-weight case is checked on one configuration")
+def test_no_spikes_give_zero_not_nan_gradients():
+    _, net, where, compute, _ = analysis("closed_form")
     zeros = [jnp.zeros_like(w) for w in net.weights]
-    res = compute(zeros, perturbations(zeros, where))
+    res = compute(zeros, perturbations(zeros, where), small_net(net.cfg)[1])
     assert all(int(c.sum()) == 0 for c in res["base"][0])
     fp_times, fp_loss = res["fp"]
     for jac in jax.tree.leaves(fp_times):  # every spike time: zero derivative
@@ -211,9 +218,13 @@ def test_dot_product_crossing_time_rule():
     v0, i0, h = jnp.array(0.2, F64), jnp.array(4.0, F64), jnp.array(50.0, F64)
     f = lambda v, i: crossing_time(v, i, h, CFG)[0]  # noqa: E731
     dv, di, u = 0.3, -0.7, 1.9
-    _, jv = jax.jvp(f, (v0, i0), (jnp.array(dv, F64), jnp.array(di, F64)))
-    _, vjp = jax.vjp(f, v0, i0)
-    jt_v, jt_i = vjp(jnp.array(u, F64))
+
+    @jit
+    def both(v0, i0):
+        _, jv = jax.jvp(f, (v0, i0), (jnp.array(dv, F64), jnp.array(di, F64)))
+        return jv, jax.vjp(f, v0, i0)[1](jnp.array(u, F64))
+
+    jv, (jt_v, jt_i) = both(v0, i0)
     np.testing.assert_allclose(u * float(jv), float(jt_v) * dv + float(jt_i) * di, rtol=1e-13)
 
 
@@ -235,18 +246,19 @@ def test_grazing_crossing_is_flagged_and_gradient_finite():
 
 
 def test_jit_and_vmap_over_batch_and_seeds():
-    xs = jax.random.uniform(jax.random.key(5), (3, 4, 1), F64, 0.0, 10.0)
-    nets = jax.vmap(lambda k: EventNet((4, 5, 2), key=k, cfg=CFG, max_spikes=(2, 2), dtype=F64,
-                                       init=[(1.5, 1.0), (1.0, 0.5)]))(jax.random.split(jax.random.key(0), 2))
+    # the batched program (vmap over seeds and samples) against the single-sample program of `analysis`
+    _, net, where, compute, _ = analysis("closed_form")
+    xs = jax.random.uniform(jax.random.key(5), (3, 3, 2), F64, 0.0, 10.0)
+    seeds = [EventNet((3, 4, 2), key=jax.random.key(k), cfg=net.cfg, max_spikes=(8, 8), dtype=F64,
+                      init=[(2.0, 1.0), (0.8, 0.5)]).weights for k in (3, 4)]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *seeds)
 
-    def loss(net, x):
-        return jnp.sum(finite(net(x)[-1].times))
+    def grads(weights, x):
+        return jax.jacrev(lambda w: losses(eqx.tree_at(lambda n: n.weights, net, w)(x)))(weights)
 
-    batched = jit(jax.vmap(jax.vmap(jax.grad(loss), in_axes=(None, 0)), in_axes=(0, None)))(nets, xs)
-    single = jit(jax.grad(loss))
-    for s in range(2):
-        net_s = jax.tree.map(lambda a: a[s], nets)
+    batched = jit(jax.vmap(jax.vmap(grads, in_axes=(None, 0)), in_axes=(0, None)))(stacked, xs)
+    for s, weights in enumerate(seeds):
         for b in range(3):
-            g = single(net_s, xs[b])
-            for a, c in zip(jax.tree.leaves(batched), jax.tree.leaves(g)):
+            single = compute(weights, perturbations(weights, where), xs[b])["autodiff"]
+            for a, c in zip(batched, single):
                 np.testing.assert_allclose(a[s, b], c, rtol=1e-12, atol=1e-14)

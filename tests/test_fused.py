@@ -30,7 +30,7 @@ def _grads(neuron, currents, weights, fn):
 
 
 def _autodiff(neuron, c):
-    out, trace = neuron.run_steps(c)
+    _, out, trace = neuron.run_steps(c)
     return trace.spikes, trace.v
 
 

@@ -124,3 +124,26 @@ def test_nan_inputs_are_rejected():
 def test_wrong_feature_count_is_explained():
     with pytest.raises(ValueError, match="5 features"):
         simulate(_net(), jnp.ones((3, 7), jnp.float64))
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 7, 20])
+def test_time_chunks_give_the_same_outputs_traces_and_gradients(chunk):
+    # 20 steps in chunks of 1, 4, 7 (with a remainder) or 20: states carry over, gradients included.
+    net = _net()
+    chunked = Sequential(net.layers, time_chunk=chunk)
+    x = jax.random.bernoulli(jax.random.key(5), 0.5, (20, 5)).astype(jnp.float64)
+    out, traces = simulate(net, x, record=True)
+    out_c, traces_c = simulate(chunked, x, record=True)
+    np.testing.assert_allclose(out_c, out, rtol=1e-12)
+    for i in traces:
+        np.testing.assert_array_equal(traces_c[i].spikes, traces[i].spikes)
+        np.testing.assert_allclose(traces_c[i].v, traces[i].v, rtol=1e-12)
+
+    def loss(n):
+        o, tr = simulate(n, x, record=True)
+        return jnp.sum(o ** 2) + jnp.sum(tr[1].v * tr[3].spikes.sum())
+
+    grads = jax.tree.leaves(eqx.filter_grad(loss)(net))
+    grads_c = jax.tree.leaves(eqx.filter_grad(loss)(chunked))
+    for a, b in zip(grads, grads_c, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)

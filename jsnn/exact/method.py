@@ -40,9 +40,9 @@ __all__ = ["EXACT_DEFAULTS", "ExactConfig", "ExactState", "build_exact", "encode
 
 #: per data set defaults of ``jsnn train --method exact`` (flags override them)
 EXACT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "yinyang": {"hidden": [120], "epochs": 60, "batch_size": 32, "lr": 5e-3, "invert": False,
-                "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [3, 3],
-                "init": [[1.5, 1.0], [0.1, 0.3]]},
+    "yinyang": {"hidden": [200], "epochs": 25, "batch_size": 32, "lr": 2e-3, "invert": False,
+                "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [4, 2],
+                "init": [[1.2, 0.8], [0.1, 0.3]]},
     "digits": {"hidden": [100], "epochs": 30, "batch_size": 32, "lr": 3e-3, "invert": True,
                "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [2, 2],
                "init": [[0.1, 0.3], [0.05, 0.3]]},
@@ -224,7 +224,8 @@ def exact_method(config: ExactConfig, in_features: int, num_classes: int, *,
     Returns:
       A Method whose state is an :class:`ExactState`; ``step`` returns metrics ``loss``, ``correct``,
       ``overflow`` (samples where a hidden layer's spike buffer overflowed, so spikes were lost),
-      ``overflow_out`` (the same for the output layer: harmless for the first-spike loss), ``grazing`` and ``silent`` (samples with no output spike).
+      ``overflow_out`` (the same for the output layer: harmless for the first-spike loss), ``grazing`` and
+      ``silent`` (samples with no output spike).
 
     Example:
       >>> import jax, jax.numpy as jnp
