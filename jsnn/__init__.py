@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from jsnn import encode as encode
 from jsnn import losses as losses
+from jsnn import optim as optim
 from jsnn import surrogate as surrogate
 from jsnn.neurons import IF as IF
 from jsnn.neurons import LI as LI

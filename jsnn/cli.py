@@ -15,16 +15,26 @@ from typing import Any
 __all__ = ["main"]
 
 #: method name -> (module, builder); a builder maps (config, data) to (Method, fit options)
-METHODS = {"bptt": "jsnn.methods:build_bptt", "exact": "jsnn.exact.method:build_exact"}
+METHODS = {
+    "bptt": "jsnn.methods:build_bptt",
+    "admm": "jsnn.optim.admm_method:build_admm",
+    "exact": "jsnn.exact.method:build_exact",
+}
 
 
 #: flags that only some methods read; passing one to another method is an error, not silently ignored
 METHOD_FLAGS = {
     "grad": {"exact"},
     "encoding": {"bptt"},
-    "decay": {"bptt"},
+    "decay": {"bptt", "admm"},
     "surrogate": {"bptt"},
     "slope": {"bptt"},
+    "lr": {"bptt", "exact"},
+    "epochs": {"bptt", "exact"},
+    "batch_size": {"bptt", "exact"},
+    "loss": {"bptt", "exact"},
+    **{flag: {"admm"} for flag in ("rho", "beta", "iters", "warmup", "ridge", "sweep", "init", "train_samples",
+                                   "chunk_size", "plot", "log_every", "checkpoint_every")},
 }
 
 
@@ -77,6 +87,19 @@ def _parser() -> _Parser:
     train.add_argument("--threshold", type=_positive_float, help="LIF threshold")
     train.add_argument("--surrogate", choices=["fast_sigmoid", "arctan", "triangle", "straight_through"])
     train.add_argument("--slope", type=_positive_float, help="surrogate slope")
+    admm = train.add_argument_group("ADMM (--method admm)")
+    admm.add_argument("--rho", type=_positive_float, help="penalty on the dynamics constraints")
+    admm.add_argument("--beta", type=_positive_float, help="penalty on the spike constraints")
+    admm.add_argument("--iters", type=_positive_int, help="ADMM iterations")
+    admm.add_argument("--warmup", type=int, help="iterations without dual updates")
+    admm.add_argument("--ridge", type=_positive_float, help="ridge of the weight least squares")
+    admm.add_argument("--sweep", choices=["red_black", "jacobi", "gauss_seidel"], help="membrane sweep")
+    admm.add_argument("--init", choices=["forward", "uniform", "zeros"], help="initial state")
+    admm.add_argument("--train-samples", type=_positive_int, help="use only the first N training samples")
+    admm.add_argument("--chunk-size", type=_positive_int, help="samples per state chunk (memory)")
+    admm.add_argument("--log-every", type=_positive_int, help="iterations between metric lines")
+    admm.add_argument("--checkpoint-every", type=_positive_int, help="iterations between checkpoints")
+    admm.add_argument("--plot", action="store_true", default=None, help="write metrics.png (needs matplotlib)")
     train.add_argument("--grad", choices=["fp", "adjoint", "autodiff"],
                        help="--method exact: forward mode (FP), hand adjoint (EventProp) or reverse autodiff")
     train.add_argument("--out", required=True, help="output folder for checkpoint.eqx, metrics.jsonl, result.json")

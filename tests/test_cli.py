@@ -97,3 +97,15 @@ def test_module_runs_outside_the_repository(tmp_path):
 def test_flag_of_another_method_is_refused(tmp_path):
     line = _one_line_error(jsnn("train", "--method", "bptt", "--grad", "fp", "--out", str(tmp_path)))
     assert "--grad applies to --method exact" in line
+
+
+@pytest.mark.parametrize(("method", "flags"), [("admm", ["--iters", "2", "--warmup", "1"]),
+                                               ("exact", ["--epochs", "1", "--grad", "adjoint"])])
+def test_other_methods_train_and_evaluate(tmp_path, method, flags):
+    data = "digits" if method == "admm" else "yinyang"
+    proc = jsnn("train", "--method", method, "--data", data, "--hidden", "4", "--T", "2", *flags,
+                "--out", str(tmp_path), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["config"]["method"] == method
+    proc = jsnn("evaluate", str(tmp_path / "checkpoint.eqx"))
+    assert proc.returncode == 0, proc.stderr
