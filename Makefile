@@ -16,8 +16,11 @@ demo: $(STAMP)
 	rm -rf runs/demo
 	$(VENV)/bin/jsnn train --method bptt --data digits --out runs/demo
 
+# The unit tests and notebooks run with float64 and strict dtype promotion (tests/conftest.py);
+# the docstring examples run in their own process with the library defaults (float32).
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest --doctest-modules jsnn
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run_b1.py
