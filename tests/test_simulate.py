@@ -126,9 +126,9 @@ def test_wrong_feature_count_is_explained():
         simulate(_net(), jnp.ones((3, 7), jnp.float64))
 
 
-@pytest.mark.parametrize("chunk", [1, 4, 7, 20])
+@pytest.mark.parametrize("chunk", [1, 7])
 def test_time_chunks_give_the_same_outputs_traces_and_gradients(chunk):
-    # 20 steps in chunks of 1, 4, 7 (with a remainder) or 20: states carry over, gradients included.
+    # 20 steps in chunks of 1 or 7 (with a remainder): states carry over, gradients included.
     net = _net()
     chunked = Sequential(net.layers, time_chunk=chunk)
     x = jax.random.bernoulli(jax.random.key(5), 0.5, (20, 5)).astype(jnp.float64)
