@@ -7,7 +7,7 @@ writes ``bench/results/b3_yinyang.json`` atomically: per-seed test accuracy, mea
 Run in the background (CPU is shared):
 
     nice -n 5 .venv/bin/python bench/b3_yinyang.py --seeds 5 --epochs 25 --hidden 200 --max-spikes 4 2 \
-        --init 1.2 0.8 0.1 0.3 --lr 2e-3 --lr-decay 0.95 --silent-weight 0.1 --eval-every 1 \
+        --init 1.2 0.8 0.1 0.3 --lr 2e-3 --lr-decay 0.95 --silent-weight 1.0 --eval-every 1 \
         > bench/results/b3_yinyang.log 2>&1 &
 
 (about 130-300 s per epoch for the 5 seeds together on the shared 2-core machine).

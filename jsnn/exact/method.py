@@ -42,7 +42,7 @@ __all__ = ["EXACT_DEFAULTS", "ExactConfig", "ExactState", "build_exact", "encode
 EXACT_DEFAULTS: dict[str, dict[str, Any]] = {
     "yinyang": {"hidden": [200], "epochs": 25, "batch_size": 32, "lr": 2e-3, "invert": False,
                 "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [4, 2],
-                "init": [[1.2, 0.8], [0.1, 0.3]]},
+                "init": [[1.2, 0.8], [0.1, 0.3]], "silent_weight": 1.0},
     "digits": {"hidden": [100], "epochs": 30, "batch_size": 32, "lr": 3e-3, "invert": True,
                "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [2, 2],
                "init": [[0.1, 0.3], [0.05, 0.3]]},
