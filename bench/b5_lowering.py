@@ -5,25 +5,28 @@ native width) the script lowers the network (calibrated on 256 training samples)
 test set through the float simulation and the bit-exact integer simulator, and records:
 
 * float and integer test accuracy and their gap (points);
-* agreement of the last hidden layer's spikes with the trained float model and with the
-  float *shadow* (``jsnn.lower.shadow_network``: dequantised parameters, effective decays,
-  the target's reset, dequantised inputs), and agreement of the predicted class with both.
+* agreement of the last hidden layer's spikes with the trained float model on the analog
+  inputs, with the trained float model on the target's input counts (dequantised: the same
+  input the chip sees, so only the network's arithmetic differs), and with the float
+  *shadow* (``jsnn.lower.shadow_network``: dequantised parameters, effective decays, the
+  target's reset, dequantised inputs), and agreement of the predicted class with each.
   The foundation nets end in an ``LI`` readout, which emits no spikes: "output spikes" of
   the issue are measured as the last hidden layer's spikes (the last spikes the network
   emits), and the readout's decision agreement is reported beside them;
 * overflow events on the test set;
 * the C program's agreement with the integer simulator on a few test samples;
-* throughput (samples/s) of the jitted float and integer simulations, and their ratio.
+* throughput (samples/s) of the jitted float and integer simulations, and their ratio
+  (integer / float: >= 0.5 means the integer simulator is within 2x of the float one).
 
 Usage:
     .venv/bin/python bench/b5_lowering.py --ckpt runs/digits_s0/checkpoint.eqx \
-        --ckpt runs/digits_if/checkpoint.eqx --train-reset-zero runs/digits_s0/checkpoint.eqx \
+        --ckpt runs/digits_zero_s0/checkpoint.eqx --ckpt runs/digits_if/checkpoint.eqx \
         --ckpt runs/mnist_s0/checkpoint.eqx --data-dir /work/shared/data/mnist \
         [--c-samples 20] [--out bench/results/b5_lowering.json]
 
-``runs/digits_if`` is ``jsnn train --data digits --decay 1.0`` (IF neurons, for the leakless
-Speck-like target); ``--train-reset-zero`` retrains a checkpoint's config with reset-to-zero
-neurons (Loihi-like and SpiNNaker-like reset to zero), which ``jsnn train`` does not expose.
+The checkpoints come from ``jsnn train --method bptt``: the defaults (LIF, decay 0.9,
+subtractive reset), ``--reset zero`` (the reset of the Loihi-like and SpiNNaker-like
+targets) and ``--decay 1.0`` (IF neurons, for the leakless Speck-like target).
 """
 
 from __future__ import annotations
@@ -38,20 +41,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jsnn import losses
-from jsnn.bptt import BPTTConfig, bptt_loss, encode_batch, make_network
-from jsnn.checkpoint import atomic_write_bytes, read_header
+from jsnn.bptt import BPTTConfig, encode_batch
+from jsnn.checkpoint import atomic_write_bytes
 from jsnn.lower import PROFILES, LoweringError, lower, quantize_inputs, save_tables, shadow_network, simulate_int
 from jsnn.lower.cli import load_network
-from jsnn.methods import build_bptt
-from jsnn.neurons import LIF
-from jsnn.nn import Sequential
 from jsnn.simulate import simulate
 
 
@@ -91,48 +89,8 @@ def _c_agreement(tables, counts, n):
     return same / total
 
 
-def train_for_target(config: dict, *, reset: str, data_dir: str | None = None) -> tuple:
-    """Train the foundation BPTT net with a chosen reset (not exposed by ``jsnn train``).
-
-    Same architecture, loss, encoding and Adam/cosine schedule as ``jsnn train --method bptt``
-    with ``config``; only the hidden LIF neurons reset by ``reset``. Returns ``(net, run)``.
-    """
-    run = build_bptt(config, data_dir=data_dir)
-    bc = BPTTConfig.from_dict(run.config)
-    (x, y), n_cls = run.train, int(run.train[1].max()) + 1
-    net = make_network(bc, x.shape[1], n_cls, key=jax.random.key(run.config["seed"]))
-    layers = [dataclasses.replace(m, reset=reset) if isinstance(m, LIF) else m for m in net.layers]
-    net = Sequential(layers)
-    steps = run.config["epochs"] * (len(y) // run.config["batch_size"])
-    lr = optax.cosine_decay_schedule(bc.lr, steps, 0.1) if bc.cosine else bc.lr
-    opt = optax.adam(lr)
-    state = opt.init(eqx.filter(net, eqx.is_inexact_array))
-
-    @eqx.filter_jit
-    def step(net, state, xb, yb, key):
-        grads, _ = eqx.filter_grad(lambda n: bptt_loss(n, bc, encode_batch(bc, xb, key=key), yb), has_aux=True)(net)
-        updates, state = opt.update(grads, state, eqx.filter(net, eqx.is_inexact_array))
-        return eqx.apply_updates(net, updates), state
-
-    rng = np.random.default_rng(run.config["seed"])
-    key = jax.random.key(run.config["seed"])
-    b = run.config["batch_size"]
-    for _ in range(run.config["epochs"]):
-        order = rng.permutation(len(y))
-        for i in range(len(y) // b):
-            key, sub = jax.random.split(key)
-            idx = order[i * b:(i + 1) * b]
-            net, state = step(net, state, jnp.asarray(x[idx], jnp.float32), jnp.asarray(y[idx]), sub)
-    return net, run
-
-
 def bench_checkpoint(path: str, c_samples: int, data_dir: str | None = None) -> dict:
     net, run = load_network(path, data_dir=data_dir)
-    return bench_network(net, run, path, c_samples)
-
-
-def bench_network(net, run, label: str, c_samples: int) -> dict:
-    path = label
     config = BPTTConfig.from_dict(run.config)
     logits = losses.LOSSES[config.loss][1]
     encode = lambda x: np.asarray(encode_batch(config, jnp.asarray(x, jnp.float32), key=jax.random.key(0)))  # noqa
@@ -145,7 +103,8 @@ def bench_network(net, run, label: str, c_samples: int) -> dict:
     float_pred = np.argmax(jax.vmap(logits)(out), -1)
     float_acc = float((float_pred == y_test).mean())
     float_tput = _throughput(jax.jit(jax.vmap(lambda x: simulate(net, x))), jnp.asarray(inputs[:512]))
-    record = {"checkpoint": path, "data": run.config["data"], "T": config.T, "decay": config.decay,
+    record = {"checkpoint": path, "data": run.config["data"], "seed": run.config["seed"], "T": config.T,
+              "decay": config.decay,
               "reset": getattr(net.layers[1], "reset", None),
               "test_samples": int(len(y_test)), "float_accuracy": float_acc,
               "float_samples_per_s": float_tput, "profiles": []}
@@ -175,15 +134,19 @@ def bench_network(net, run, label: str, c_samples: int) -> dict:
             s_out, s_traces = _batched(jax.jit(jax.vmap(lambda x, n=shadow: simulate(n, x, record=True))),
                                        dequantised)
             shadow_pred = np.argmax(jax.vmap(logits)(s_out), -1)
+            q_out, q_traces = _batched(float_fn, dequantised)
+            q_pred = np.argmax(jax.vmap(logits)(q_out), -1)
             entry.update(
                 integer_accuracy=int_acc, gap_points=100 * (float_acc - int_acc),
                 hidden_spike_agreement=float((hidden == np.asarray(traces[last_hidden].spikes)).mean()),
                 prediction_agreement=float((int_pred == float_pred).mean()),
+                counts_hidden_spike_agreement=float((hidden == np.asarray(q_traces[last_hidden].spikes)).mean()),
+                counts_prediction_agreement=float((int_pred == q_pred).mean()),
                 shadow_hidden_spike_agreement=float((hidden == np.asarray(s_traces[last_hidden].spikes)).mean()),
                 shadow_prediction_agreement=float((int_pred == shadow_pred).mean()),
                 reset_mismatch=any(r.get("reset_mismatch", False) for r in report),
                 overflow_events=int(sum(int(np.sum(u)) + int(np.sum(v)) for u, v in res.overflow)),
-                integer_samples_per_s=int_tput, float_over_integer_time=float_tput / int_tput,
+                integer_samples_per_s=int_tput, integer_over_float_throughput=int_tput / float_tput,
                 c_spike_agreement=_c_agreement(tables, np.asarray(counts), c_samples) if bits == 8 else None,
                 report=report)
             record["profiles"].append(entry)
@@ -194,20 +157,13 @@ def bench_network(net, run, label: str, c_samples: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", action="append", default=[], help="checkpoint.eqx (repeatable)")
-    parser.add_argument("--train-reset-zero", action="append", default=[], metavar="CKPT",
-                        help="retrain CKPT's config with reset-to-zero LIF neurons, then bench it (repeatable)")
     parser.add_argument("--c-samples", type=int, default=20)
     parser.add_argument("--out", default="bench/results/b5_lowering.json")
     parser.add_argument("--data-dir", help="folder with the MNIST IDX files (or set JSNN_DATA)")
     args = parser.parse_args(argv)
     results = {"bench": "b5_lowering", "device": jax.devices()[0].platform, "runs": []}
-    jobs = [lambda p=p: bench_checkpoint(p, args.c_samples, args.data_dir) for p in args.ckpt]
-    jobs += [lambda p=p: bench_network(*train_for_target(read_header(p)["config"], reset="zero",
-                                                         data_dir=args.data_dir),
-                                       f"{p} retrained with reset='zero'", args.c_samples)
-             for p in args.train_reset_zero]
-    for job in jobs:
-        results["runs"].append(job())
+    for path in args.ckpt:
+        results["runs"].append(bench_checkpoint(path, args.c_samples, args.data_dir))
         atomic_write_bytes(args.out, json.dumps(results, indent=2).encode())
     return 0
 

@@ -27,6 +27,7 @@ METHOD_FLAGS = {
     "grad": {"exact"},
     "encoding": {"bptt"},
     "decay": {"bptt", "admm"},
+    "reset": {"bptt"},
     "surrogate": {"bptt"},
     "slope": {"bptt"},
     "lr": {"bptt", "exact"},
@@ -85,6 +86,7 @@ def _parser() -> _Parser:
     train.add_argument("--loss", help="loss name (see jsnn.losses.LOSSES)")
     train.add_argument("--decay", type=float, help="LIF leak per step")
     train.add_argument("--threshold", type=_positive_float, help="LIF threshold")
+    train.add_argument("--reset", choices=["subtract", "zero"], help="LIF reset after a spike")
     train.add_argument("--surrogate", choices=["fast_sigmoid", "arctan", "triangle", "straight_through"])
     train.add_argument("--slope", type=_positive_float, help="surrogate slope")
     admm = train.add_argument_group("ADMM (--method admm)")

@@ -3,16 +3,20 @@
 import argparse
 import json
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jsnn.checkpoint import save_checkpoint
-from jsnn.lower import LoweringError, TablesError, UnknownTargetError, load_tables, lower, save_tables
+from jsnn.lower import (LoweringError, TablesError, UnknownTargetError, load_tables, lower, quantize_inputs,
+                        save_tables, simulate_int)
 from jsnn.lower import cli as lower_cli
 from jsnn.methods import build_bptt
 from jsnn.neurons import LI, LIF
 from jsnn.nn import Conv2d, Flatten, Linear, Recurrent, Sequential, mlp
+from jsnn.simulate import simulate
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +136,27 @@ def test_cli_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="not a jsnn checkpoint"):
         lower_cli.run(_parse([str(bogus), "--target", "xylo", "--out", str(tmp_path / "out")]))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("compensate", [False, True])
+def test_decay_compensation_restores_the_steady_state(compensate):
+    # a silent LIF layer (threshold far above its drive) under a constant input settles at
+    # W x / (1 - delta); the Xylo-like shift decay holds 0.9 as 0.875, which settles 20 % lower
+    first = eqx.tree_at(lambda m: m.weight, Linear(3, 2, key=jax.random.key(1)),
+                        jnp.array([[0.5, 0.3, 0.2], [-0.4, -0.4, -0.1]], jnp.float32))
+    net = Sequential([first, LIF(decay=0.9, threshold=100.0), Linear(2, 2, key=jax.random.key(2)), LI(decay=0.9)])
+    x = np.ones((1, 60, 3))
+    tables, report = lower(net, "xylo", x, compensate_decay=compensate)
+    _, traces = simulate(net, jnp.asarray(x[0], jnp.float32), record=True)
+    want = np.asarray(traces[1].v[-1])
+    got = np.asarray(simulate_int(tables, quantize_inputs(tables, x[0])).v[0][-1]) / tables.arrays["layer0.scale"]
+    gain = 1.25 if compensate else 1.0
+    assert report[0]["decay_gain"] == tables.manifest["layers"][0]["decay_gain"] == pytest.approx(gain)
+    # 4-bit input counts times 8-bit weights round the drive by ~3 %; the decays differ by 20 %
+    np.testing.assert_allclose(got, want * gain * 0.1 / 0.125, rtol=0.05)
+
+
+def test_decay_compensation_is_one_where_the_decay_is_exact():
+    net = mlp(4, [3], 2, key=jax.random.key(0))
+    _, report = lower(net, "spinnaker", np.ones((1, 5, 4)))
+    assert [r["decay_gain"] for r in report] == pytest.approx([1.0, 1.0], abs=1e-9)

@@ -34,6 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--headroom", type=float, default=0.5, help="fraction of a state range the peak may use")
     p.add_argument("--dt", type=float, default=1e-3, help="time step in seconds (manifest and NIR)")
     p.add_argument("--nir", action="store_true", help="also write network.nir")
+    p.add_argument("--compensate-decay", action="store_true",
+                   help="scale weights to restore the DC gain of a decay the target cannot hold exactly")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files")
     return p
 
@@ -74,7 +76,8 @@ def run(args) -> dict[str, Any]:
     x = np.asarray(training.train[0][: args.calibration_samples], np.float32)
     config = BPTTConfig.from_dict(training.config)
     calibration = np.asarray(encode_batch(config, jnp.asarray(x), key=jax.random.key(0)))
-    tables, report = lower(net, profile, calibration, headroom=args.headroom, dt=args.dt)
+    tables, report = lower(net, profile, calibration, headroom=args.headroom, dt=args.dt,
+                          compensate_decay=args.compensate_decay)
     if args.nir:
         from jsnn.lower.nir_io import to_nir
 
