@@ -35,7 +35,7 @@ METHOD_FLAGS = {
     "batch_size": {"bptt", "exact"},
     "loss": {"bptt", "exact"},
     **{flag: {"admm"} for flag in ("rho", "beta", "iters", "warmup", "ridge", "sweep", "init", "train_samples",
-                                   "chunk_size", "plot", "log_every", "checkpoint_every")},
+                                   "chunk_size", "plot", "log_every", "checkpoint_every", "refit_readout")},
 }
 
 
@@ -102,6 +102,8 @@ def _parser() -> _Parser:
     admm.add_argument("--log-every", type=_positive_int, help="iterations between metric lines")
     admm.add_argument("--checkpoint-every", type=_positive_int, help="iterations between checkpoints")
     admm.add_argument("--plot", action="store_true", default=None, help="write metrics.png (needs matplotlib)")
+    admm.add_argument("--no-refit-readout", dest="refit_readout", action="store_const", const=False,
+                      help="keep ADMM's readout instead of re-solving it on the forward spikes at the end")
     train.add_argument("--grad", choices=["fp", "adjoint", "autodiff"],
                        help="--method exact: forward mode (FP), hand adjoint (EventProp) or reverse autodiff")
     train.add_argument("--out", required=True, help="output folder for checkpoint.eqx, metrics.jsonl, result.json")

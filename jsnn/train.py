@@ -286,6 +286,11 @@ class TrainingRun:
             summary["checkpoint"] = str(Path(out_dir) / CHECKPOINT_NAME)
         return summary
 
+    def load_network(self, checkpoint: str | Path) -> eqx.Module:
+        """The trained network in a checkpoint written by this run's config."""
+        state, _ = load_checkpoint(checkpoint, self.method.init(jax.random.key(0)))
+        return self.method.network(state)
+
     def evaluate(self, checkpoint: str | Path) -> dict[str, Any]:
         """Test accuracy of a checkpoint written by this run's config."""
         like = self.method.init(jax.random.key(0))

@@ -15,8 +15,9 @@ TINY = {"data": "digits", "hidden": [8], "T": 3, "warmup": 1, "log_every": 1, "c
 
 
 def _params(run, path):
+    """The ADMM iterate in a checkpoint (the model's readout rides beside it)."""
     _, _, params, opt = run._setup()
-    (params, _), header = load_checkpoint(path, (params, opt.init(params)))
+    (params, _, _), header = load_checkpoint(path, (params, opt.init(params), params[-1]))
     return params, header
 
 
@@ -55,3 +56,45 @@ def test_bad_config_is_refused():
         build_admm({**TINY, "rho": -1.0})
     with pytest.raises(ValueError, match="ADMM supports --data"):
         build_admm({**TINY, "data": "yinyang"})
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_refit_readout_is_the_least_squares_fit_of_the_forward_readout(use_bias):
+    import jax.numpy as jnp
+
+    from jsnn.optim.admm import to_sequential
+    from jsnn.optim.admm_method import refit_readout
+    from jsnn.simulate import simulate
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 4, 5)) * rng.uniform(0, 2, (40, 1, 1))  # sample intensities spread the firing
+    params = ({"weight": jnp.asarray(np.abs(rng.normal(0.3, 0.2, (6, 5))))}, {"weight": jnp.zeros((3, 6))})
+    if use_bias:
+        params = (params[0], {**params[1], "bias": jnp.zeros(3)})
+    y = np.eye(3)[rng.integers(0, 3, 40)]
+    new = refit_readout(params, x, y, decay=0.9, threshold=0.5, ridge=0.0)
+    net = to_sequential(new, decay=jnp.float64(0.9), threshold=jnp.float64(0.5))
+    outputs, traces = jax.vmap(lambda xi: simulate(net, xi, record=True))(jnp.asarray(x))
+    spikes = np.asarray(traces[net.neuron_layers[0]].spikes)
+    assert (0.05 < spikes.mean((0, 1))).all() and (spikes.mean((0, 1)) < 0.95).all()  # a nonsingular Gram
+    # oracle: the LI readout at t = T is linear in (W, b) with features sum_t 0.9^(T-t) s_t (and sum_t 0.9^(T-t))
+    powers = 0.9 ** np.arange(3, -1, -1)
+    phi = np.einsum("ntd,t->nd", spikes, powers)
+    if use_bias:
+        phi = np.concatenate([phi, np.full((40, 1), powers.sum())], axis=1)
+    want = np.linalg.lstsq(phi, y, rcond=None)[0]
+    got = np.asarray(new[-1]["weight"]).T
+    if use_bias:
+        got = np.concatenate([got, np.asarray(new[-1]["bias"])[None]], axis=0)
+    np.testing.assert_allclose(got, want, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(outputs[:, -1]), phi @ want, atol=1e-8)
+
+
+def test_refit_readout_run_keeps_the_admm_iterate_for_resume(tmp_path):
+    run = build_admm({**TINY, "iters": 2})
+    summary = run(out_dir=tmp_path, progress=False)
+    assert "test_accuracy_before_refit" in summary
+    assert run.evaluate(tmp_path / "checkpoint.eqx")["test_accuracy"] == summary["test_accuracy"]
+    params, _ = _params(run, tmp_path / "checkpoint.eqx")
+    net = run.load_network(tmp_path / "checkpoint.eqx")
+    assert not np.array_equal(np.asarray(net.layers[-2].weight), np.asarray(params[-1]["weight"]))

@@ -42,9 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def load_network(checkpoint: str, *, data_dir: str | None = None):
     """``(net, run)`` of a checkpoint: the network and the training run its header rebuilds."""
-    import jax
-
-    from jsnn.checkpoint import load_checkpoint, read_header
+    from jsnn.checkpoint import read_header
     from jsnn.cli import METHODS
 
     config = read_header(checkpoint).get("config")
@@ -53,8 +51,7 @@ def load_network(checkpoint: str, *, data_dir: str | None = None):
                               f"({sorted(METHODS)}); it is not a spiking network checkpoint.")
     module, name = METHODS[config["method"]].split(":")
     run = getattr(importlib.import_module(module), name)(config, data_dir=data_dir)
-    state, _ = load_checkpoint(checkpoint, run.method.init(jax.random.key(0)))
-    return run.method.network(state), run
+    return run.load_network(checkpoint), run
 
 
 def run(args) -> dict[str, Any]:
