@@ -16,7 +16,6 @@ The wall time of a resumed run adds the earlier segment's last logged time to th
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -36,12 +35,10 @@ CONFIGS = {
 
 
 def _append(record: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    from jsnn.checkpoint import atomic_write_bytes
+
     old = RESULTS.read_text() if RESULTS.exists() else ""
-    fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(old + json.dumps(record) + "\n")
-    os.replace(tmp, RESULTS)
+    atomic_write_bytes(RESULTS, (old + json.dumps(record) + "\n").encode())
 
 
 def _run(name: str, cfg: dict, out: Path, resume: bool = False) -> None:
@@ -55,7 +52,8 @@ def _run(name: str, cfg: dict, out: Path, resume: bool = False) -> None:
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     earlier = max([r["wall_s"] for r in history if r["iter"] <= start], default=0.0)
     record = {"bench": name, "train_samples": len(run.train[1]), "test_samples": len(run.test[1]),
-              **{k: summary[k] for k in ("test_accuracy", "train_accuracy", "iterations")},
+              **{k: summary[k] for k in ("test_accuracy", "test_accuracy_before_refit", "train_accuracy",
+                                         "iterations") if k in summary},
               "wall_s": round(earlier + summary["wall_s"], 2),
               "config": summary["config"], "history": history, "out_dir": str(out)}
     _append(record)

@@ -40,7 +40,7 @@ __all__ = ["EXACT_DEFAULTS", "ExactConfig", "ExactState", "build_exact", "encode
 
 #: per data set defaults of ``jsnn train --method exact`` (flags override them)
 EXACT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "yinyang": {"hidden": [200], "epochs": 25, "batch_size": 32, "lr": 2e-3, "invert": False,
+    "yinyang": {"hidden": [200], "epochs": 40, "batch_size": 32, "lr": 2e-3, "lr_decay": 0.93, "invert": False,
                 "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [4, 2],
                 "init": [[1.2, 0.8], [0.1, 0.3]], "silent_weight": 1.0},
     "digits": {"hidden": [100], "epochs": 30, "batch_size": 32, "lr": 3e-3, "invert": True,
