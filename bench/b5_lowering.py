@@ -1,8 +1,9 @@
 """Benchmark B5: lowering to integer tables (accuracy gap, spike agreement, C agreement, speed).
 
 For each checkpoint and each target profile (at 8-bit and 4-bit weights, and the target's
-native width) the script lowers the network (calibrated on 256 training samples), runs the
-test set through the float simulation and the bit-exact integer simulator, and records:
+native width) the script lowers the network (``jsnn.lower.lower_calibrated`` on 256 training
+samples, as ``jsnn lower`` does), runs the test set through the float simulation and the
+bit-exact integer simulator, and records:
 
 * float and integer test accuracy and their gap (points);
 * agreement of the last hidden layer's spikes with the trained float model on the analog
@@ -48,7 +49,8 @@ import numpy as np
 from jsnn import losses
 from jsnn.bptt import BPTTConfig, encode_batch
 from jsnn.checkpoint import atomic_write_bytes
-from jsnn.lower import PROFILES, LoweringError, lower, quantize_inputs, save_tables, shadow_network, simulate_int
+from jsnn.lower import (PROFILES, LoweringError, lower_calibrated, quantize_inputs, save_tables, shadow_network,
+                        simulate_int)
 from jsnn.lower.cli import load_network
 from jsnn.simulate import simulate
 
@@ -117,7 +119,7 @@ def bench_checkpoint(path: str, c_samples: int, data_dir: str | None = None) -> 
             profile = dataclasses.replace(base, weight_bits=bits)
             entry = {"target": name, "weight_bits": bits}
             try:
-                tables, report = lower(net, profile, calibration)
+                tables, report, trials = lower_calibrated(net, profile, calibration)
             except LoweringError as err:
                 entry["skipped"] = str(err)
                 record["profiles"].append(entry)
@@ -153,7 +155,7 @@ def bench_checkpoint(path: str, c_samples: int, data_dir: str | None = None) -> 
                 float_samples_per_s=float_tput, integer_samples_per_s=int_tput,
                 integer_over_float_throughput=int_tput / float_tput,
                 c_spike_agreement=_c_agreement(tables, np.asarray(counts), c_samples) if bits == 8 else None,
-                report=report)
+                calibration_trials=trials, report=report)
             record["profiles"].append(entry)
             print(json.dumps({k: v for k, v in entry.items() if k != "report"}), flush=True)
     return record

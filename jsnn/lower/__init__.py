@@ -5,6 +5,8 @@ References:
   for interoperable brain-inspired computing", arXiv 2311.14641.
 """
 
+from jsnn.lower.calibrate import lower_calibrated as lower_calibrated
+from jsnn.lower.calibrate import spike_agreement as spike_agreement
 from jsnn.lower.intsim import IntResult as IntResult
 from jsnn.lower.intsim import simulate_int as simulate_int
 from jsnn.lower.profiles import PROFILES as PROFILES

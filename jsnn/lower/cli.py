@@ -61,8 +61,9 @@ def run(args) -> dict[str, Any]:
     import numpy as np
 
     from jsnn.bptt import BPTTConfig, encode_batch
+    from jsnn.lower.calibrate import lower_calibrated
     from jsnn.lower.profiles import get_profile
-    from jsnn.lower.tables import lower, save_tables
+    from jsnn.lower.tables import save_tables
 
     profile = get_profile(args.target)
     if args.weight_bits is not None:
@@ -73,8 +74,8 @@ def run(args) -> dict[str, Any]:
     x = np.asarray(training.train[0][: args.calibration_samples], np.float32)
     config = BPTTConfig.from_dict(training.config)
     calibration = np.asarray(encode_batch(config, jnp.asarray(x), key=jax.random.key(0)))
-    tables, report = lower(net, profile, calibration, headroom=args.headroom, dt=args.dt,
-                          compensate_decay=args.compensate_decay)
+    tables, report, _ = lower_calibrated(net, profile, calibration, headroom=args.headroom, dt=args.dt,
+                                         compensate_decay=args.compensate_decay)
     if args.nir:
         from jsnn.lower.nir_io import to_nir
 

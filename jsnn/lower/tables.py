@@ -262,6 +262,7 @@ def lower(
     headroom: float = 0.5,
     dt: float = 1e-3,
     compensate_decay: bool = False,
+    state_slack: float = 1.0,
 ) -> tuple[Tables, list[dict[str, Any]]]:
     """Quantise ``net`` for ``target`` and calibrate its scales on a few input batches.
 
@@ -277,6 +278,9 @@ def lower(
         ratio ``prod (1 - delta_eff) / (1 - delta)`` over its decays, so that a constant
         input still settles at the trained potential (reported as ``decay_gain``; 1 where
         the decay is exact).
+      state_slack: on a saturating target, let the scale grow until the state holds only
+        ``(threshold + peak drive) / state_slack``: finer weights, more saturation (see
+        :func:`~jsnn.lower.calibrate.lower_calibrated`, which picks it on data).
 
     Returns:
       ``(tables, report)``: the integer tables and one report dict per layer (scale, clip
@@ -301,6 +305,8 @@ def lower(
     profile = get_profile(target)
     if not 0 < headroom <= 1:
         raise ValueError(f"headroom must be in (0, 1]; got {headroom}.")
+    if not state_slack >= 1:
+        raise ValueError(f"state_slack must be >= 1; got {state_slack}.")
     pairs = _layer_pairs(net, profile)
     decay_codes = [_decay_codes(neuron, profile, 2 * i + 1) for i, (_, neuron) in enumerate(pairs)]
     gains = [_dc_gain(codes) if compensate_decay else 1.0 for codes in decay_codes]
@@ -337,7 +343,10 @@ def lower(
             saturating = spiking and profile.overflow == "saturate"
             # a saturating spiking state need only hold the threshold plus one step's peak drive, so a
             # neuron below threshold never saturates on its way up; larger excursions saturate (reported)
-            state_need = theta + peak["drive"] if saturating else peak["v"] / headroom
+            if saturating:  # a state below 1 + 2^-8 thresholds could not exceed the threshold
+                state_need = np.maximum((theta + peak["drive"]) / state_slack, theta * (1 + 2.0**-8))
+            else:
+                state_need = peak["v"] / headroom
             limits.append(signed_max(profile.state_bits) / (s_in * state_need * 2**k))
             if "u" in peak:
                 limits.append(headroom * signed_max(profile.current_bits) / (s_in * peak["u"] * 2**k))
