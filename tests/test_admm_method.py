@@ -90,11 +90,19 @@ def test_refit_readout_is_the_least_squares_fit_of_the_forward_readout(use_bias)
     np.testing.assert_allclose(np.asarray(outputs[:, -1]), phi @ want, atol=1e-8)
 
 
-def test_refit_readout_run_keeps_the_admm_iterate_for_resume(tmp_path):
+def test_refit_readout_run_keeps_the_admm_iterate_and_lowers_the_refit_model(tmp_path):
+    from jsnn.lower import lower
+    from jsnn.lower.cli import load_network
+
     run = build_admm({**TINY, "iters": 2})
     summary = run(out_dir=tmp_path, progress=False)
+    path = tmp_path / "checkpoint.eqx"
     assert "test_accuracy_before_refit" in summary
-    assert run.evaluate(tmp_path / "checkpoint.eqx")["test_accuracy"] == summary["test_accuracy"]
-    params, _ = _params(run, tmp_path / "checkpoint.eqx")
-    net = run.load_network(tmp_path / "checkpoint.eqx")
+    assert run.evaluate(path)["test_accuracy"] == summary["test_accuracy"]
+    params, _ = _params(run, path)  # the ADMM iterate, from which a resume continues
+    net, _ = load_network(str(path))  # what `jsnn lower` reads
     assert not np.array_equal(np.asarray(net.layers[-2].weight), np.asarray(params[-1]["weight"]))
+    tables, _ = lower(net, "loihi", np.repeat(run.train[0][:8, None], TINY["T"], axis=1))
+    readout = tables.arrays["layer1.weight"] / tables.arrays["layer1.scale"][:, None]
+    np.testing.assert_allclose(readout, np.asarray(net.layers[-2].weight),
+                               atol=0.5 / tables.arrays["layer1.scale"].min())

@@ -119,19 +119,6 @@ def test_cli_writes_tables_and_nir(tmp_path, checkpoint):
     assert (out / "network.nir").is_file()
 
 
-def test_cli_lowers_an_admm_checkpoint_with_its_refit_readout(tmp_path):
-    from jsnn.optim.admm_method import build_admm
-
-    run = build_admm({"data": "digits", "hidden": [8], "T": 3, "iters": 2, "warmup": 1, "train_samples": 60})
-    run(out_dir=tmp_path / "admm", progress=False)
-    net = run.load_network(tmp_path / "admm" / "checkpoint.eqx")
-    lower_cli.run(_parse([str(tmp_path / "admm" / "checkpoint.eqx"), "--target", "loihi", "--out",
-                          str(tmp_path / "out"), "--calibration-samples", "16"]))
-    tables = load_tables(tmp_path / "out")
-    readout = tables.arrays["layer1.weight"] / tables.arrays["layer1.scale"][:, None]
-    np.testing.assert_allclose(readout, np.asarray(net.layers[2].weight), atol=0.5 / tables.arrays["layer1.scale"].min())
-
-
 @pytest.mark.parametrize("argv,error,match", [
     (["--target", "tpu"], UnknownTargetError, "unknown target"),
     (["--target", "speck"], LoweringError, "no leak"),
