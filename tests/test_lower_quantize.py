@@ -3,6 +3,7 @@
 import math
 
 import hypothesis.strategies as st
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -128,6 +129,29 @@ def test_exact_matmul_equals_int64_product(n_in, x_max, w_max):
     got = exact_matmul(jnp.asarray(x, jnp.int32), jnp.asarray(w, jnp.int32), x_max=x_max, w_max=w_max)
     ref = x.astype(np.int64) @ w.T.astype(np.int64)
     np.testing.assert_array_equal(np.asarray(got, np.int64), ref)
+
+
+def test_exact_matmul_takes_one_matmul_where_the_row_norms_allow_it():
+    rng = np.random.default_rng(0)
+    x_max, n_in = 255, 784
+    w = rng.integers(-127, 128, (6, n_in)) * (rng.random((6, n_in)) < 0.5)
+    budget = (2**24 - 1) // x_max  # rows at the largest L1 norm that is still exact in float32
+    w[0] = 0
+    w[0, : budget // 127] = 127
+    w[0, budget // 127] = budget % 127
+    w[1] = -w[0]
+    x = np.full((3, n_in), x_max)
+    x[1] = rng.integers(0, x_max + 1, n_in)
+    row_l1 = int(np.abs(w).sum(axis=1).max())
+    assert row_l1 == budget
+
+    def product(a):
+        return exact_matmul(a, jnp.asarray(w, jnp.int32), x_max=x_max, w_max=127, row_l1=row_l1)
+
+    got = product(jnp.asarray(x, jnp.int32))
+    np.testing.assert_array_equal(np.asarray(got, np.int64), x.astype(np.int64) @ w.T.astype(np.int64))
+    dots = str(jax.make_jaxpr(product)(jnp.asarray(x, jnp.int32))).count("dot_general")
+    assert dots == 1
 
 
 def test_profiles_validate_and_look_up():

@@ -121,19 +121,24 @@ def _limb_bits(budget: int) -> int:
 
 
 def exact_matmul(
-    x: Int[Array, "T n_in"], weight: Int[Array, "n_out n_in"], *, x_max: int, w_max: int
+    x: Int[Array, "T n_in"], weight: Int[Array, "n_out n_in"], *, x_max: int, w_max: int,
+    row_l1: int | None = None,
 ) -> Int[Array, "T n_out"]:
     """``x @ weight.T`` on integers, exact, via float32 matmuls on limbs of the weights.
 
-    The weights are split into ``k``-bit limbs (low limbs unsigned, the top one signed)
-    with ``n_in * x_max * (2**k - 1) < 2**24``, so every float32 partial sum is an exact
-    integer. The limb products are recombined with int32 shifts (the lowering bounds the
-    true sum below 2**30).
+    If ``row_l1 * x_max < 2**24`` (``row_l1`` bounds every row's ``sum_j |w_ij|``), every
+    partial sum of one float32 matmul is an integer below 2**24 in magnitude, whatever the
+    summation order, so one matmul is exact. Otherwise the weights are split into ``k``-bit
+    limbs (low limbs unsigned, the top one signed) with ``n_in * x_max * (2**k - 1) < 2**24``
+    and the limb products are recombined with int32 shifts (the lowering bounds the true
+    sum below 2**30).
 
     Args:
       x: non-negative integer inputs, at most ``x_max``.
       weight: signed integer weights, ``|w| <= w_max``.
       x_max, w_max: static bounds (from the tables).
+      row_l1: optional static bound of the rows' L1 norms (the tables' weights are known
+        when the simulator is traced).
 
     Returns:
       int32 products.
@@ -143,6 +148,8 @@ def exact_matmul(
       >>> exact_matmul(jnp.array([[3, 1]], jnp.int32), jnp.array([[100, -7]], jnp.int32), x_max=3, w_max=100).tolist()
       [[293]]
     """
+    if row_l1 is not None and row_l1 * max(x_max, 1) < _EXACT_F32:
+        return (x.astype(jnp.float32) @ weight.astype(jnp.float32).T).astype(jnp.int32)
     k = _limb_bits(weight.shape[1] * max(x_max, 1))
     if k == 0:
         raise ValueError(f"fan-in {weight.shape[1]} with inputs up to {x_max} is too large for an exact "

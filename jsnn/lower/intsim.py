@@ -3,7 +3,8 @@
 ``simulate_int(tables, counts)`` runs one sample on int32 under ``lax.scan``, layer by
 layer, with exactly the semantics in the manifest (``tables.manifest["semantics"]``),
 including the wrap or saturation of every state. The input projection of all steps is
-one exact integer matmul outside the scan (:func:`~jsnn.lower.intops.exact_matmul`).
+one exact integer matmul outside the scan (:func:`~jsnn.lower.intops.exact_matmul`; a single
+float32 matmul where the rows' L1 norms keep every partial sum below 2**24).
 Batch with ``jax.vmap``; ``jax.jit`` it with the tables closed over.
 """
 
@@ -47,7 +48,8 @@ def _layer(layer: dict, arrays: dict[str, np.ndarray], x: Int[Array, "T n_in"]):
     prefix = f"layer{layer['index']}."
     k = layer["threshold_shift"]
     weight = jnp.asarray(arrays[prefix + "weight"])
-    c = exact_matmul(x, weight, x_max=layer["input_max"], w_max=layer["weight_max"])
+    row_l1 = int(np.abs(arrays[prefix + "weight"]).sum(axis=1).max())  # concrete: one matmul where it is exact
+    c = exact_matmul(x, weight, x_max=layer["input_max"], w_max=layer["weight_max"], row_l1=row_l1)
     c = (c + jnp.asarray(arrays[prefix + "bias"])) << k
     kind = layer["kind"]
     n = weight.shape[0]
