@@ -36,13 +36,14 @@ def test_search_doubles_the_scale_until_weights_bind_and_keeps_the_best():
     # near-equal weights far below the threshold: the 16-bit state binds before the 8-bit weights
     net = _if_net(rng.uniform(0.08, 0.1, (4, 6)), threshold=1.5)
     x = rng.random((32, 8, 6)).astype(np.float32)
-    tables, report, trials = lower_calibrated(net, "xylo", x)
-    slacks = [t["state_slack"] for t in trials]
+    tables, report, trials = lower_calibrated(net, "xylo", x, weight_slacks=(1.0, 2.0))
+    assert {t["weight_slack"] for t in trials} == {1.0, 2.0}
+    slacks = sorted({t["state_slack"] for t in trials})
     assert slacks == [2.0**i for i in range(len(slacks))] and len(slacks) > 1
     best = max(trials, key=lambda t: t["calibration_spike_agreement"])
-    assert report[0]["state_slack"] == best["state_slack"]
+    assert (report[0]["state_slack"], report[0]["weight_slack"]) == (best["state_slack"], best["weight_slack"])
     assert report[0]["calibration_spike_agreement"] == best["calibration_spike_agreement"]
     assert spike_agreement(net, tables, x) == best["calibration_spike_agreement"]
-    widest, _ = lower(net, "xylo", x, state_slack=2 * slacks[-1])  # past the last trial nothing changes
+    widest, _ = lower(net, "xylo", x, state_slack=2 * slacks[-1])  # past the last state slack nothing changes
     last, _ = lower(net, "xylo", x, state_slack=slacks[-1])
     np.testing.assert_array_equal(widest.arrays["layer0.weight"], last.arrays["layer0.weight"])

@@ -263,6 +263,7 @@ def lower(
     dt: float = 1e-3,
     compensate_decay: bool = False,
     state_slack: float = 1.0,
+    weight_slack: float = 1.0,
 ) -> tuple[Tables, list[dict[str, Any]]]:
     """Quantise ``net`` for ``target`` and calibrate its scales on a few input batches.
 
@@ -281,6 +282,9 @@ def lower(
       state_slack: on a saturating target, let the scale grow until the state holds only
         ``(threshold + peak drive) / state_slack``: finer weights, more saturation (see
         :func:`~jsnn.lower.calibrate.lower_calibrated`, which picks it on data).
+      weight_slack: let the scale grow to ``weight_slack`` times the one that maps the
+        largest weight to the largest code, clipping the few largest weights (reported as
+        ``weight_clip_fraction``) for finer steps on all the others.
 
     Returns:
       ``(tables, report)``: the integer tables and one report dict per layer (scale, clip
@@ -305,8 +309,8 @@ def lower(
     profile = get_profile(target)
     if not 0 < headroom <= 1:
         raise ValueError(f"headroom must be in (0, 1]; got {headroom}.")
-    if not state_slack >= 1:
-        raise ValueError(f"state_slack must be >= 1; got {state_slack}.")
+    if not (state_slack >= 1 and weight_slack >= 1):
+        raise ValueError(f"state_slack and weight_slack must be >= 1; got {state_slack}, {weight_slack}.")
     pairs = _layer_pairs(net, profile)
     decay_codes = [_decay_codes(neuron, profile, 2 * i + 1) for i, (_, neuron) in enumerate(pairs)]
     gains = [_dc_gain(codes) if compensate_decay else 1.0 for codes in decay_codes]
@@ -333,7 +337,7 @@ def lower(
         s_in = in_scale if i == 0 else 1.0
         x_bound = profile.input_max if i == 0 else 1
         with np.errstate(divide="ignore"):
-            limits = [_reduce(profile.weight_max / np.abs(w).max(axis=1), per_channel),
+            limits = [_reduce(weight_slack * profile.weight_max / np.abs(w).max(axis=1), per_channel),
                       signed_max(profile.bias_bits) / (s_in * np.abs(b))]
             if spiking:
                 theta = _param(neuron.threshold, n_out, f"layer {2 * i + 1} threshold")
