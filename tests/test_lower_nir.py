@@ -92,9 +92,11 @@ def test_snntorch_reads_the_exported_hidden_layer():
     import torch
     from snntorch import import_nir
 
-    # snnTorch's importer fixes dt = 1e-4 and resets by subtraction; compare the hidden LIF spikes
+    # snnTorch 1.0's importer fixes dt = 1e-4 and resets to v_reset (it ignores the metadata's
+    # subtractive reset: 84 % of the spikes of a subtract-reset net agree), so compare the hidden
+    # spikes of a zero-reset LIF layer, whose NIR semantics are exact
     dt = 1e-4
-    net = Sequential([Linear(6, 5, scale=3.0, key=jax.random.key(0)), LIF(decay=0.9)])
+    net = Sequential([Linear(6, 5, scale=3.0, key=jax.random.key(0)), LIF(decay=0.9, reset="zero")])
     graph = to_nir(net, dt=dt)
     module = import_nir.import_from_nir(graph)
     x = jax.random.uniform(jax.random.key(1), (20, 6), jnp.float32)
