@@ -56,7 +56,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import non_negative_int, package_versions, positive_int, summarise, time_steps
+from common import non_negative_int, package_versions, positive_int, run_worker_process, summarise, time_steps
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -246,20 +245,10 @@ def run_worker(impl: str, data: Path, args: argparse.Namespace) -> dict[str, Any
     cmd = [python, str(BENCH / script), *flags, "--data", str(data), "--config", json.dumps(CONFIG),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--seed", str(args.seed)]
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "note": f"timed out after {args.timeout} s (raise --timeout)"}
-    wall_s = time.perf_counter() - start
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 or not lines:
-        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        return {"status": "failed", "note": f"exit status {proc.returncode}: {tail}"}
-    try:
-        record = json.loads(lines[-1])
-    except json.JSONDecodeError:
-        return {"status": "failed", "note": f"last stdout line is not JSON: {lines[-1][:200]!r}"}
-    return {"status": "ok", **record, "process_wall_s": wall_s, "load_average_after": list(os.getloadavg())}
+    record = run_worker_process(cmd, cwd=REPO, timeout=args.timeout)
+    if record["status"] != "ok":
+        return record
+    return {**record, "process_wall_s": time.perf_counter() - start, "load_average_after": list(os.getloadavg())}
 
 
 def aggregate(impl: str, runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -268,6 +268,25 @@ def emit_b1_record(
     return record
 
 
+def run_worker_process(cmd: Sequence[str], *, cwd: Path, timeout: float) -> dict[str, Any]:
+    """Run one benchmark worker; ``{"status": "ok", **its last stdout line as JSON}`` or a failure note."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "note": f"timed out after {timeout} s (raise --timeout)"}
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not lines:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        return {"status": "failed", "note": f"exit status {proc.returncode}: {tail}"}
+    try:
+        record = json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return {"status": "failed", "note": f"last stdout line is not JSON: {lines[-1][:200]!r}"}
+    return {"status": "ok", **record}
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 

@@ -28,12 +28,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from common import atomic_write_text, non_negative_int, positive_int
+from common import atomic_write_text, non_negative_int, positive_int, run_worker_process
 from render_tables import b1_table
 
 BENCH = Path(__file__).resolve().parent
@@ -130,22 +129,11 @@ def run_one(python: str, impl: str, spec: dict[str, int], args: argparse.Namespa
     cmd = [python, str(BENCH / f"b1_{impl}.py"), "--T", str(spec["T"]), "--hidden", str(spec["hidden"]),
            "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--seed", str(args.seed)]
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "note": f"timed out after {args.timeout} s (raise --timeout)"}
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 or not lines:
-        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        return {"status": "failed", "note": f"exit status {proc.returncode}: {tail}"}
-    try:
-        record = json.loads(lines[-1])
-    except json.JSONDecodeError:
-        return {"status": "failed", "note": f"last stdout line is not JSON: {lines[-1][:200]!r}"}
+    record = run_worker_process(cmd, cwd=REPO, timeout=args.timeout)
     missing = {"impl", "median_ms", "p10_ms", "p90_ms", "compile_s"} - set(record)
-    if missing:
+    if record["status"] == "ok" and missing:
         return {"status": "failed", "note": f"record lacks {sorted(missing)}"}
-    return {"status": "ok", **record}
+    return record
 
 
 def aggregate(
