@@ -11,7 +11,7 @@ from jsnn.checkpoint import load_checkpoint
 from jsnn.optim.admm_method import DivergenceError, build_admm
 
 TINY = {"data": "digits", "hidden": [8], "T": 3, "warmup": 1, "log_every": 1, "checkpoint_every": 1,
-        "train_samples": 60}
+        "train_samples": 60, "refit_readout": False}
 
 
 def _params(run, path):
@@ -94,7 +94,7 @@ def test_refit_readout_run_keeps_the_admm_iterate_and_lowers_the_refit_model(tmp
     from jsnn.lower import lower
     from jsnn.lower.cli import load_network
 
-    run = build_admm({**TINY, "iters": 2})
+    run = build_admm({**TINY, "iters": 2, "refit_readout": True})
     summary = run(out_dir=tmp_path, progress=False)
     path = tmp_path / "checkpoint.eqx"
     assert "test_accuracy_before_refit" in summary

@@ -99,7 +99,7 @@ def test_flag_of_another_method_is_refused(tmp_path):
     assert "--grad applies to --method exact" in line
 
 
-@pytest.mark.parametrize(("method", "flags"), [("admm", ["--iters", "2", "--warmup", "1"]),
+@pytest.mark.parametrize(("method", "flags"), [("admm", ["--iters", "2", "--warmup", "1", "--train-samples", "64"]),
                                                ("exact", ["--epochs", "1", "--grad", "adjoint"])])
 def test_other_methods_train_and_evaluate(tmp_path, method, flags):
     data = "digits" if method == "admm" else "yinyang"
