@@ -27,9 +27,9 @@ CONFIGS = {
     "digits": [{"data": "digits", "seed": s} for s in (0, 1, 2)],
     "mnist1": [{"data": "mnist", "hidden": [512], "train_samples": 10000, "iters": 40, "warmup": 15,
                 "chunk_size": 2500, "log_every": 10}],
-    "mnist1wide": [{"data": "mnist", "hidden": [1024], "train_samples": 10000, "iters": 40, "warmup": 15,
+    "mnist1wide": [{"data": "mnist", "hidden": [1024], "train_samples": 10000, "iters": 70, "warmup": 15,
                     "chunk_size": 2500, "log_every": 10}],
-    "mnist3": [{"data": "mnist", "hidden": [512, 512, 512], "train_samples": 10000, "iters": 40, "warmup": 15,
+    "mnist3": [{"data": "mnist", "hidden": [512, 512, 512], "train_samples": 10000, "iters": 80, "warmup": 15,
                 "chunk_size": 2500, "log_every": 10}],
 }
 

@@ -48,7 +48,7 @@ METRICS_NAME = "metrics.jsonl"
 #: per data set defaults of ``jsnn train --method admm`` (flags override them); measured in bench/admm_accuracy.py
 ADMM_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"hidden": [256], "T": 8, "iters": 100, "warmup": 30},
-    "mnist": {"hidden": [512], "T": 8, "iters": 60, "warmup": 20, "train_samples": 10000, "chunk_size": 2500},
+    "mnist": {"hidden": [1024], "T": 8, "iters": 70, "warmup": 15, "train_samples": 10000, "chunk_size": 2500},
 }
 _COMMON = {"rho": 1.0, "beta": 0.1, "ridge": 1e-2, "decay": 0.95, "threshold": 1.0, "sweep": "red_black",
            "init": "forward", "target_rate": 0.15, "log_every": 10, "checkpoint_every": 10, "seed": 0,
