@@ -158,10 +158,11 @@ def bptt_method(
       A Method whose state is a :class:`BPTTState`.
 
     Example:
-      >>> import jax, jax.numpy as jnp
+      >>> import equinox as eqx, jax, jax.numpy as jnp
       >>> m = bptt_method(BPTTConfig(hidden=(8,), T=4), 6, 3)
       >>> state = m.init(jax.random.key(0))
-      >>> state, metrics = m.step(state, jnp.ones((2, 6), jnp.float32), jnp.array([0, 1]), jax.random.key(1))
+      >>> step = eqx.filter_jit(m.step)
+      >>> state, metrics = step(state, jnp.ones((2, 6), jnp.float32), jnp.array([0, 1]), jax.random.key(1))
       >>> sorted(metrics)
       ['correct', 'loss']
     """

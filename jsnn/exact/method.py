@@ -172,10 +172,10 @@ def exact_loss(net: EventNet, config: ExactConfig, x: Float[Array, "B F"], y: In
     """Mean loss over a batch of raw samples, with diagnostics (correct count, overflow, silent outputs).
 
     Example:
-      >>> import jax, jax.numpy as jnp
+      >>> import equinox as eqx, jax, jax.numpy as jnp
       >>> cfg = ExactConfig(hidden=(4,), max_spikes=(2, 2), init=((2.0, 1.0), (1.0, 0.5)))
       >>> net = EventNet((3, 4, 3), key=jax.random.key(0), cfg=cfg.lif, max_spikes=(2, 2), init=cfg.init)
-      >>> loss, aux = exact_loss(net, cfg, jnp.full((2, 2), 0.5, jnp.float32), jnp.array([0, 1]))
+      >>> loss, aux = eqx.filter_jit(exact_loss)(net, cfg, jnp.full((2, 2), 0.5, jnp.float32), jnp.array([0, 1]))
       >>> sorted(aux)
       ['correct', 'grazing', 'overflow', 'overflow_out', 'silent']
     """
@@ -228,11 +228,12 @@ def exact_method(config: ExactConfig, in_features: int, num_classes: int, *,
       ``silent`` (samples with no output spike).
 
     Example:
-      >>> import jax, jax.numpy as jnp
+      >>> import equinox as eqx, jax, jax.numpy as jnp
       >>> cfg = ExactConfig(hidden=(4,), max_spikes=(2, 2), init=((2.0, 1.0), (1.0, 0.5)))
       >>> m = exact_method(cfg, 2, 3)
       >>> state = m.init(jax.random.key(0))
-      >>> state, metrics = m.step(state, jnp.full((2, 2), 0.5, jnp.float32), jnp.array([0, 1]), jax.random.key(1))
+      >>> step = eqx.filter_jit(m.step)
+      >>> state, metrics = step(state, jnp.full((2, 2), 0.5, jnp.float32), jnp.array([0, 1]), jax.random.key(1))
       >>> float(metrics["loss"]) > 0
       True
     """

@@ -40,9 +40,9 @@ class EventNet(eqx.Module):
       max_events: input-event cap per layer, ``None`` for no cap (static).
 
     Example:
-      >>> import jax
+      >>> import equinox as eqx, jax
       >>> net = EventNet((5, 8, 3), key=jax.random.key(0))
-      >>> out = net(jax.numpy.zeros((5, 1)))
+      >>> out = eqx.filter_jit(net)(jax.numpy.zeros((5, 1)))
       >>> out[-1].times.shape
       (3, 4)
     """

@@ -828,7 +828,8 @@ def admm(
       >>> params = init_params([5, 4, 2])
       >>> opt = optax.chain(admm(1.0, 0.1, layout=layout, warmup=2), optax.ema(0.5))
       >>> opt_state = opt.init(params)
-      >>> updates, opt_state = opt.update(params, opt_state, params, batch=batch)
+      >>> update = jax.jit(lambda p, s: opt.update(p, s, p, batch=batch))
+      >>> updates, opt_state = update(params, opt_state)
       >>> params = optax.apply_updates(params, updates)
       >>> params[1]["weight"].shape
       (2, 4)
