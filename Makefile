@@ -18,9 +18,10 @@ demo: $(STAMP)
 
 # The unit tests and notebooks run with float64 and strict dtype promotion (tests/conftest.py);
 # the docstring examples run in their own process with the library defaults (float32).
+# Two pytest-xdist workers: the tests are compile-bound, so two cores halve the wall time.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest
-	$(VENV)/bin/python -m pytest --doctest-modules jsnn
+	$(VENV)/bin/python -m pytest -n 2
+	$(VENV)/bin/python -m pytest -n 2 --doctest-modules jsnn
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run_b1.py
