@@ -49,14 +49,22 @@ def spike_agreement(net: Sequential, tables: Tables, inputs: Float[Array, "B T n
       True
     """
     counts = quantize_inputs(tables, inputs)
+    return _agreement(_float_spikes(net, tables, counts), tables, counts)
+
+
+def _float_spikes(net: Sequential, tables: Tables, counts: np.ndarray) -> list[np.ndarray]:
+    """Every spiking layer's spikes of the float network fed the dequantised ``counts``."""
     dtype = jnp.asarray(net.layers[0].weight).dtype
     analog = jnp.asarray(counts / tables.manifest["input"]["scale"], dtype)
     _, traces = jax.vmap(lambda x: simulate(net, x, record=True))(analog)
+    return [np.asarray(t.spikes) for t in traces.values() if t.spikes is not None]
+
+
+def _agreement(float_spikes: list[np.ndarray], tables: Tables, counts: np.ndarray) -> float:
     result = jax.vmap(lambda c: simulate_int(tables, c))(jnp.asarray(counts))
-    float_spikes = [t.spikes for t in traces.values() if t.spikes is not None]
-    int_spikes = [s for s in result.spikes if s is not None]
-    same = sum(int((np.asarray(a) == np.asarray(b)).sum()) for a, b in zip(float_spikes, int_spikes, strict=True))
-    return same / sum(np.asarray(a).size for a in float_spikes)
+    int_spikes = [np.asarray(s) for s in result.spikes if s is not None]
+    same = sum(int((a == b).sum()) for a, b in zip(float_spikes, int_spikes, strict=True))
+    return same / sum(a.size for a in float_spikes)
 
 
 def lower_calibrated(
@@ -100,8 +108,11 @@ def lower_calibrated(
       (1.0, 1.0)
     """
     profile = get_profile(target)
+    if not max_slack >= 1 or not weight_slacks:
+        raise ValueError(f"max_slack must be >= 1 and weight_slacks non-empty; got {max_slack}, {weight_slacks}.")
     x = np.asarray(calibration_inputs)
     best, trials, seen = None, [], set()
+    counts = float_spikes = None  # the input counts depend only on the profile and x_max: one float run serves all
     state_slack = 1.0
     while state_slack <= max_slack:
         row_best = None
@@ -112,7 +123,10 @@ def lower_calibrated(
             if key in seen:
                 continue
             seen.add(key)
-            agreement = spike_agreement(net, tables, x)
+            if counts is None:
+                counts = quantize_inputs(tables, x)
+                float_spikes = _float_spikes(net, tables, counts)
+            agreement = _agreement(float_spikes, tables, counts)
             trials.append({"state_slack": state_slack, "weight_slack": weight_slack,
                            "calibration_spike_agreement": agreement})
             if row_best is not None and agreement < row_best[2]:

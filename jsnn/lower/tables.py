@@ -173,19 +173,21 @@ def _dc_gain(codes: dict[str, dict[str, Any]]) -> float:
     return gain
 
 
+def _effective_decays(neuron, mem: dict[str, Any], syn: dict[str, Any] | None, dtype) -> dict[str, Array]:
+    """The ``dataclasses.replace`` changes that give ``neuron`` the decays a target realises."""
+    if isinstance(neuron, CubaLIF):
+        return {"decay_mem": jnp.asarray(mem["effective"], dtype), "decay_syn": jnp.asarray(syn["effective"], dtype)}
+    return {"decay": jnp.asarray(mem["effective"], dtype)} if hasattr(neuron, "decay") else {}
+
+
 def _as_target_runs(lin: Linear, neuron, codes: dict[str, dict[str, Any]], gain: float) -> tuple[Linear, Any]:
     """The layer pair with its weights and bias times ``gain`` and the decays the target realises."""
     if gain != 1.0:
         lin = eqx.tree_at(lambda m: m.weight, lin, lin.weight * gain)
         if lin.bias is not None:
             lin = eqx.tree_at(lambda m: m.bias, lin, lin.bias * gain)
-    dtype = jnp.asarray(lin.weight).dtype
-    if isinstance(neuron, CubaLIF):
-        neuron = dataclasses.replace(neuron, decay_mem=jnp.asarray(codes["mem"]["effective"], dtype),
-                                     decay_syn=jnp.asarray(codes["syn"]["effective"], dtype))
-    elif hasattr(neuron, "decay"):
-        neuron = dataclasses.replace(neuron, decay=jnp.asarray(codes["mem"]["effective"], dtype))
-    return lin, neuron
+    changes = _effective_decays(neuron, codes["mem"], codes.get("syn"), jnp.asarray(lin.weight).dtype)
+    return lin, dataclasses.replace(neuron, **changes)
 
 
 def _calibration_inputs(calibration_inputs, n_in: int) -> np.ndarray:
@@ -470,12 +472,7 @@ def shadow_network(net: Sequential, tables: Tables, *, dtype=jnp.float32) -> Seq
             lin = eqx.tree_at(lambda m: m.bias, lin, jnp.asarray(tables.arrays[prefix + "bias"] / big, dtype))
         layers[2 * i] = lin
         neuron = layers[2 * i + 1]
-        changes: dict[str, Any] = {}
-        decay = jnp.asarray(entry["decay_mem"]["effective"], dtype)
-        if entry["kind"] == "cuba":
-            changes.update(decay_mem=decay, decay_syn=jnp.asarray(entry["decay_syn"]["effective"], dtype))
-        elif hasattr(neuron, "decay"):
-            changes["decay"] = decay
+        changes = _effective_decays(neuron, entry["decay_mem"], entry["decay_syn"], dtype)
         if entry["kind"] != "li":
             changes.update(threshold=jnp.asarray(tables.arrays[prefix + "reset"] / big, dtype), reset=entry["reset"])
         layers[2 * i + 1] = dataclasses.replace(neuron, **changes)

@@ -180,7 +180,7 @@ class AdmmRun:
                         f.write(json.dumps(record) + "\n")
                 bar.set_postfix(loss=f"{m['loss']:.3g}", train=f"{m['train_accuracy']:.3f}",
                                 test=f"{record['test_accuracy']:.3f}")
-            if ckpt is not None and (it % c["checkpoint_every"] == 0 or it == c["iters"]) and it < c["iters"]:
+            if ckpt is not None and it % c["checkpoint_every"] == 0 and it < c["iters"]:  # the last one follows
                 # the model's readout rides beside the ADMM iterate, so a resume continues the iterate
                 save_checkpoint(ckpt, (params, opt_state, params[-1]), {"config": c, "step": it, "epoch": it,
                                                                          "batch": 0})
@@ -230,8 +230,9 @@ def _readout_features(params, x, decay, threshold):
     from jsnn.simulate import simulate
 
     net = to_sequential(params, decay=decay, threshold=threshold)
-    _, traces = jax.vmap(lambda xi: simulate(net, xi, record=True))(x)
-    spikes = traces[net.neuron_layers[-2]].spikes
+    last_hidden = net.neuron_layers[-2]
+    _, traces = jax.vmap(lambda xi: simulate(net, xi, record=[last_hidden]))(x)
+    spikes = traces[last_hidden].spikes
     weights = decay ** jnp.arange(spikes.shape[1] - 1, -1, -1, dtype=spikes.dtype)
     return jnp.einsum("ntd,t->nd", spikes, weights), jnp.sum(weights)
 
