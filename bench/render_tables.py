@@ -91,8 +91,34 @@ def render_b1(results: dict[str, Any]) -> str:
     return b1_table(results, ratio_bases=("reference", "spyx", "snntorch"))
 
 
+def render_b1_gpu_unroll(results: dict[str, Any]) -> str:
+    """README block for ``b1_gpu_unroll.json``: jsnn's scan unroll factors against reference and spyx on a GPU.
+
+    Raises:
+        ValueError: If a (round, T) group lacks the reference or spyx row.
+    """
+    headers = ["T", "impl", "ms/step", "compile s", "speedup vs reference", "speedup vs spyx"]
+    rows = []
+    for rnd, steps in dict.fromkeys((r["round"], r["T"]) for r in results["records"]):
+        group = [r for r in results["records"] if (r["round"], r["T"]) == (rnd, steps)]
+        base = {r["impl"]: r["median_ms"] for r in group}
+        if not {"reference", "spyx"} <= set(base):
+            raise ValueError(f"round {rnd}, T={steps} lacks the reference or spyx row")
+        rows += [[str(steps), r["impl"], f"{r['median_ms']:.2f}", f"{r['compile_s']:.1f}",
+                  _ratio(base["reference"] / r["median_ms"]), _ratio(base["spyx"] / r["median_ms"])] for r in group]
+    machine, settings = results["machine"], results["settings"]
+    return "\n".join([markdown_table(headers, rows), "",
+                      f"Machine: {machine['device']}, JAX {machine['jax']}; {machine['date']}; hidden "
+                      f"{settings['hidden']}, batch {settings['batch']}, median of {settings['steps']} steps; "
+                      f"{settings['rounds_done']} round. {settings['how']}"])
+
+
 #: results file name (in bench/results/) -> function rendering its README block
-RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"b1.json": render_b1}
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "b1.json": render_b1,
+    "b1_gpu_h200.json": render_b1,
+    "b1_gpu_unroll.json": render_b1_gpu_unroll,
+}
 
 
 def replace_block(text: str, key: str, body: str) -> str | None:

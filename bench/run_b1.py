@@ -77,6 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and parameters (default 0)")
     parser.add_argument("--timeout", type=positive_int, default=600, help="seconds allowed per subprocess (default 600)")
     parser.add_argument("--out", type=Path, default=None, help="results file (default bench/results/b1.json)")
+    parser.add_argument(
+        "--peers-python", type=Path, default=PEERS_PYTHON,
+        help="interpreter that runs spyx and snnTorch (default .venv-peers/bin/python; on a machine whose "
+        "own python holds every package, give that one)",
+    )
     args = parser.parse_args(argv)
     args.impls = list(dict.fromkeys(args.impls))  # a name given twice runs once
     if args.quick and args.configs is not None:
@@ -112,16 +117,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def interpreter(impl: str) -> tuple[str | None, str]:
+def interpreter(impl: str, peers_python: Path) -> tuple[str | None, str]:
     """The Python that runs ``impl``, or ``None`` and the reason to skip it."""
     script = BENCH / f"b1_{impl}.py"
     if not script.exists():
         return None, f"bench/{script.name} does not exist yet"
     if IMPLS[impl] == "main":
         return sys.executable, ""
-    if not PEERS_PYTHON.exists():
-        return None, ".venv-peers not found: build it with the recipe in bench/README.md"
-    return str(PEERS_PYTHON), ""
+    if not peers_python.exists():
+        return None, f"{peers_python} not found: build .venv-peers with the recipe in bench/README.md"
+    return str(peers_python), ""
 
 
 def run_one(python: str, impl: str, spec: dict[str, int], args: argparse.Namespace) -> dict[str, Any]:
@@ -180,6 +185,23 @@ def add_ratios(records: list[dict[str, Any]]) -> None:
                 row[f"cpu_speedup_vs_{base}"] = base_cpu[base] / row["cpu_median_ms"] if base in base_cpu else None
 
 
+def write_results(args: argparse.Namespace, machine: dict[str, Any],
+                  runs: dict[tuple[str, str], list[dict[str, Any]]], rounds_done: int) -> dict[str, Any]:
+    """Aggregate the rounds run so far and write them atomically to ``args.out``; return the results."""
+    machine = {**machine, "load_average_end": list(os.getloadavg())}
+    records = [aggregate(config, args.config_specs[config], impl, rs, args) for (config, impl), rs in runs.items()]
+    add_ratios(records)
+    results = {
+        "workload": "B1",
+        "settings": {"rounds": args.rounds, "rounds_done": rounds_done, "batch": args.batch, "steps": args.steps,
+                     "warmup": args.warmup, "seed": args.seed, "quick": args.quick},
+        "machine": machine,
+        "records": records,
+    }
+    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     machine = machine_info()
@@ -191,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         order = args.impls[shift:] + args.impls[:shift]  # rotate so no impl always runs first
         for config, spec in args.config_specs.items():
             for impl in order:
-                python, reason = interpreter(impl)
+                python, reason = interpreter(impl, args.peers_python)
                 if python is None:
                     result = {"status": "skipped", "note": reason}
                 else:
@@ -200,24 +222,14 @@ def main(argv: list[str] | None = None) -> None:
                 shown = f"{result['median_ms']:.2f} ms/step" if result["status"] == "ok" else result["note"]
                 print(f"[round {round_index + 1}/{args.rounds}] {config} {impl}: {result['status']}: {shown}",
                       file=sys.stderr, flush=True)
-    machine["load_average_end"] = list(os.getloadavg())
-    records = [aggregate(config, args.config_specs[config], impl, rs, args) for (config, impl), rs in runs.items()]
-    add_ratios(records)
-    results = {
-        "workload": "B1",
-        "settings": {"rounds": args.rounds, "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
-                     "seed": args.seed, "quick": args.quick},
-        "machine": machine,
-        "records": records,
-    }
-    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+        # every finished round is on disk, so a run stopped early keeps what it measured
+        results = write_results(args, machine, runs, round_index + 1)
     print(b1_table(results, ratio_bases=RATIO_BASES))
     try:
         shown_out = args.out.resolve().relative_to(REPO)
     except ValueError:
         shown_out = args.out
     print(f"\nwrote {shown_out}")
-
 
 if __name__ == "__main__":
     main()

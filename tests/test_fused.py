@@ -75,3 +75,33 @@ def test_if_uses_the_fused_path_with_unit_decay():
     grad = jax.grad(lambda c: jnp.sum(neuron(c)[1].v ** 2 + neuron(c)[0]))(currents)
     ref = jax.grad(lambda c: jnp.sum(_autodiff(neuron, c)[1] ** 2 + _autodiff(neuron, c)[0]))(currents)
     np.testing.assert_allclose(grad, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("unroll", [5, 12])
+def test_unrolled_scan_gives_the_same_spikes_and_gradients(unroll):
+    # GPUs run the LIF scans unrolled (jsnn.fused.default_unroll); CPU tests must still cover that path.
+    currents = 0.6 * jax.random.normal(jax.random.key(3), (12, 5), jnp.float64) + 0.5
+    weights = jax.random.normal(jax.random.key(4), (2, 12, 5), jnp.float64)
+    neuron = LIF(decay=jnp.float64(0.8), threshold=jnp.float64(0.7), detach_reset=False, surrogate=Arctan(2.0))
+    s, v = lif_scan(neuron, currents, unroll=1)
+    s_u, v_u = lif_scan(neuron, currents, unroll=unroll)
+    assert float(s.sum()) > 3, "the test neuron must spike"
+    np.testing.assert_array_equal(s_u, s)
+    np.testing.assert_allclose(v_u, v, rtol=1e-14)
+    got = _grads(neuron, currents, weights, lambda n, c: lif_scan(n, c, unroll=unroll))
+    expected = _grads(neuron, currents, weights, lambda n, c: lif_scan(n, c, unroll=1))
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("unroll", [0, -2, 2.5, True])
+def test_bad_unroll_is_refused(unroll):
+    with pytest.raises(ValueError, match="unroll must be a positive int"):
+        lif_scan(LIF(), jnp.ones((4, 2)), unroll=unroll)
+
+
+def test_default_unroll_is_one_on_cpu_and_ten_on_accelerators():
+    from jsnn.fused import default_unroll
+
+    assert [default_unroll(100, b) for b in ("cpu", "gpu", "tpu")] == [1, 10, 10]
+    assert default_unroll(3, "gpu") == 3
