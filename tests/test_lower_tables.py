@@ -119,9 +119,20 @@ def test_cli_writes_tables_and_nir(tmp_path, checkpoint):
     assert (out / "network.nir").is_file()
 
 
+def test_cli_fine_tunes_onto_the_grid(tmp_path, checkpoint):
+    plain, tuned = tmp_path / "plain", tmp_path / "tuned"
+    common = ["--target", "xylo", "--calibration-samples", "16"]
+    lower_cli.run(_parse([str(checkpoint), *common, "--out", str(plain)]))
+    lower_cli.run(_parse([str(checkpoint), *common, "--out", str(tuned), "--finetune-epochs", "1"]))
+    before, after = load_tables(plain), load_tables(tuned)
+    np.testing.assert_array_equal(after.arrays["layer0.scale"], before.arrays["layer0.scale"])
+    assert not np.array_equal(after.arrays["layer0.weight"], before.arrays["layer0.weight"])
+
+
 @pytest.mark.parametrize("argv,error,match", [
     (["--target", "tpu"], UnknownTargetError, "unknown target"),
     (["--target", "speck"], LoweringError, "no leak"),
+    (["--target", "xylo", "--finetune-epochs", "-1"], lower_cli.LowerUsageError, "finetune-epochs"),
 ])
 def test_cli_errors_leave_no_output(tmp_path, checkpoint, argv, error, match):
     out = tmp_path / "out"

@@ -7,6 +7,9 @@ References:
 
 from jsnn.lower.calibrate import lower_calibrated as lower_calibrated
 from jsnn.lower.calibrate import spike_agreement as spike_agreement
+from jsnn.lower.finetune import fit_to_tables as fit_to_tables
+from jsnn.lower.finetune import grid_inputs as grid_inputs
+from jsnn.lower.finetune import grid_network as grid_network
 from jsnn.lower.intsim import IntResult as IntResult
 from jsnn.lower.intsim import simulate_int as simulate_int
 from jsnn.lower.profiles import PROFILES as PROFILES

@@ -36,6 +36,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--nir", action="store_true", help="also write network.nir")
     p.add_argument("--compensate-decay", action="store_true",
                    help="scale weights to restore the DC gain of a decay the target cannot hold exactly")
+    p.add_argument("--finetune-epochs", type=int, default=0,
+                   help="quantisation-aware fine-tuning on the tables' grid for this many epochs of the training "
+                        "data (BPTT checkpoints; the tables and NIR then hold the fine-tuned network)")
+    p.add_argument("--finetune-lr", type=float, default=1e-4, help="Adam learning rate of the fine-tuning")
     p.add_argument("--data-dir", help="folder with the MNIST IDX files")
     return p
 
@@ -54,6 +58,27 @@ def load_network(checkpoint: str, *, data_dir: str | None = None):
     return run.load_network(checkpoint), run
 
 
+def _finetune(net, tables, training, config, calibration, args):
+    """Quantisation-aware fine-tuning of ``net`` on ``tables`` with the checkpoint's BPTT loss and data."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from jsnn.bptt import bptt_loss, encode_batch
+    from jsnn.data.batching import iterate_batches
+    from jsnn.lower.finetune import fit_to_tables
+
+    def batches(epoch):
+        key = jax.random.fold_in(jax.random.key(training.config.get("seed", 0)), epoch)
+        for x, y in iterate_batches(training.train, training.config["batch_size"], key=key):
+            yield encode_batch(config, jnp.asarray(x, jnp.float32), key=jax.random.fold_in(key, 1)), y
+
+    net, tables, report, _ = fit_to_tables(net, tables, lambda n, x, y: bptt_loss(n, config, x, y)[0], batches,
+                                           calibration, optimizer=optax.adam(args.finetune_lr),
+                                           epochs=args.finetune_epochs)
+    return net, tables, report
+
+
 def run(args) -> dict[str, Any]:
     """Lower ``args.checkpoint`` for ``args.target`` into ``args.out``; returns a JSON-able summary."""
     import jax
@@ -70,12 +95,20 @@ def run(args) -> dict[str, Any]:
         profile = dataclasses.replace(profile, weight_bits=args.weight_bits)
     if args.calibration_samples < 1:
         raise LowerUsageError(f"--calibration-samples must be positive; got {args.calibration_samples}.")
+    if args.finetune_epochs < 0 or not args.finetune_lr > 0:
+        raise LowerUsageError(f"--finetune-epochs must be >= 0 and --finetune-lr positive; got "
+                              f"{args.finetune_epochs} and {args.finetune_lr}.")
     net, training = load_network(args.checkpoint, data_dir=args.data_dir)
+    if args.finetune_epochs and training.config.get("method") != "bptt":
+        raise LowerUsageError(f"--finetune-epochs needs a BPTT checkpoint (its loss and encoding); "
+                              f"{args.checkpoint} was trained with --method {training.config.get('method')}.")
     x = np.asarray(training.train[0][: args.calibration_samples], np.float32)
     config = BPTTConfig.from_dict(training.config)
     calibration = np.asarray(encode_batch(config, jnp.asarray(x), key=jax.random.key(0)))
     tables, report, _ = lower_calibrated(net, profile, calibration, headroom=args.headroom, dt=args.dt,
                                          compensate_decay=args.compensate_decay)
+    if args.finetune_epochs:
+        net, tables, report = _finetune(net, tables, training, config, calibration, args)
     if args.nir:
         from jsnn.lower.nir_io import to_nir
 

@@ -1,7 +1,8 @@
 """Host-side quantisation rules (ALGORITHMS §5.3): rounding, scales, decay codes.
 
 Everything here runs once at lowering time in numpy float64, so the integer tables do
-not depend on the float precision of the trained model.
+not depend on the float precision of the trained model (``round_mode`` also rounds JAX
+arrays, for quantisation-aware fine-tuning).
 
     q = clip(round(s * w), -(2**(b-1) - 1), 2**(b-1) - 1)
     s = (2**(b-1) - 1) / max|W|                      (pow2: s = 2**floor(log2(...)))
@@ -11,35 +12,40 @@ from __future__ import annotations
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["decay_code", "decay_effective", "dequantize", "pow2_floor", "quantize", "round_mode", "signed_max"]
 
 
-def round_mode(x, mode: str) -> np.ndarray:
-    """Round to integers (as float64) with a named rule.
+def round_mode(x, mode: str):
+    """Round to integers with a named rule.
 
     Args:
-      x: values.
+      x: values: a JAX array (rounded in its own dtype, traceable, e.g. for fake
+        quantisation in training) or anything else (rounded as a float64 NumPy array).
       mode: "half_even" (numpy/jnp.round), "half_away" (ties away from zero), "floor",
         "toward_zero".
 
     Returns:
-      The rounded values, float64.
+      The rounded values (float64 NumPy, or a JAX array of the input's dtype).
 
     Example:
       >>> round_mode([2.5, -2.5, -1.7], "half_away").tolist()
       [3.0, -3.0, -2.0]
     """
-    x = np.asarray(x, np.float64)
+    xp = jnp if isinstance(x, jax.Array) else np
+    if xp is np:
+        x = np.asarray(x, np.float64)
     if mode == "half_even":
-        return np.round(x)
+        return xp.round(x)
     if mode == "half_away":
-        return np.sign(x) * np.floor(np.abs(x) + 0.5)
+        return xp.sign(x) * xp.floor(xp.abs(x) + 0.5)
     if mode == "floor":
-        return np.floor(x)
+        return xp.floor(x)
     if mode == "toward_zero":
-        return np.trunc(x)
+        return xp.trunc(x)
     raise ValueError(f"rounding must be half_even, half_away, floor or toward_zero; got {mode!r}.")
 
 

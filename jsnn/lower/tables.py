@@ -45,6 +45,7 @@ import io
 import json
 import os
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -266,6 +267,7 @@ def lower(
     compensate_decay: bool = False,
     state_slack: float = 1.0,
     weight_slack: float = 1.0,
+    scales: Sequence[Float[np.ndarray, " n_out"]] | None = None,
 ) -> tuple[Tables, list[dict[str, Any]]]:
     """Quantise ``net`` for ``target`` and calibrate its scales on a few input batches.
 
@@ -287,6 +289,10 @@ def lower(
       weight_slack: let the scale grow to ``weight_slack`` times the one that maps the
         largest weight to the largest code, clipping the few largest weights (reported as
         ``weight_clip_fraction``) for finer steps on all the others.
+      scales: one array of per-output-neuron scales ``S_l`` per layer (the ``layer{l}.scale``
+        arrays of earlier tables) to use instead of choosing them; with ``x_max`` from the
+        same tables this re-lowers a network onto an earlier lowering's grid (see
+        :func:`~jsnn.lower.finetune.fit_to_tables`). The parameter checks still run.
 
     Returns:
       ``(tables, report)``: the integer tables and one report dict per layer (scale, clip
@@ -314,6 +320,8 @@ def lower(
     if not (state_slack >= 1 and weight_slack >= 1):
         raise ValueError(f"state_slack and weight_slack must be >= 1; got {state_slack}, {weight_slack}.")
     pairs = _layer_pairs(net, profile)
+    if scales is not None and len(scales) != len(pairs):
+        raise ValueError(f"scales needs one array per layer ({len(pairs)}); got {len(scales)}.")
     decay_codes = [_decay_codes(neuron, profile, 2 * i + 1) for i, (_, neuron) in enumerate(pairs)]
     gains = [_dc_gain(codes) if compensate_decay else 1.0 for codes in decay_codes]
     pairs = [_as_target_runs(lin, neuron, codes, gain) for (lin, neuron), codes, gain in zip(pairs, decay_codes, gains)]
@@ -360,6 +368,8 @@ def lower(
         s = _reduce(np.where(np.isfinite(s), s, 1.0), per_channel)
         if profile.pow2:
             s = pow2_floor(s)
+        if scales is not None:
+            s = np.broadcast_to(np.asarray(scales[i], np.float64), (n_out,)) / s_in
         big = s * s_in
         wq, w_clip = quantize(w, s[:, None], profile.weight_max, mode=profile.rounding)
         bq, b_clip = quantize(b, big, signed_max(profile.bias_bits), mode=profile.rounding)
