@@ -25,6 +25,7 @@ METHODS = {
 #: flags that only some methods read; passing one to another method is an error, not silently ignored
 METHOD_FLAGS = {
     "grad": {"exact"},
+    "sim": {"exact"},
     "encoding": {"bptt"},
     "decay": {"bptt", "admm"},
     "reset": {"bptt"},
@@ -106,6 +107,9 @@ def _parser() -> _Parser:
                       help="keep ADMM's readout instead of re-solving it on the forward spikes at the end")
     train.add_argument("--grad", choices=["fp", "adjoint", "autodiff"],
                        help="--method exact: forward mode (FP), hand adjoint (EventProp) or reverse autodiff")
+    train.add_argument("--sim", choices=["event", "parallel"],
+                       help="--method exact: layer simulator of --grad fp/autodiff: event-slot scan or "
+                            "vectorised over intervals (same results)")
     train.add_argument("--out", required=True, help="output folder for checkpoint.eqx, metrics.jsonl, result.json")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -46,13 +46,15 @@ EXACT_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"hidden": [100], "epochs": 30, "batch_size": 32, "lr": 3e-3, "invert": True,
                "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [2, 2],
                "init": [[0.1, 0.3], [0.05, 0.3]]},
-    "mnist": {"hidden": [350], "epochs": 15, "batch_size": 64, "lr": 2e-3, "invert": True,
+    "mnist": {"hidden": [350], "epochs": 15, "batch_size": 64, "lr": 1e-3, "invert": True,
               "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [2, 2],
-              "init": [[0.02, 0.08], [0.05, 0.2]]},
+              "init": [[0.035, 0.08], [0.05, 0.2]], "sim": "parallel", "lr_decay": 0.95, "silent_weight": 1.0,
+              "grad": "autodiff"},
 }
 
 GRADS = ("fp", "autodiff", "adjoint")
 LOSSES = ("ttfs", "count", "voltage")
+SIMS = ("event", "parallel")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class ExactConfig:
     Attributes:
       hidden: hidden layer widths.
       grad: ``"fp"``, ``"autodiff"`` or ``"adjoint"`` (see the module docstring).
+      sim: layer simulator of the ``"fp"``/``"autodiff"`` modes: ``"event"`` (event-slot scan) or
+        ``"parallel"`` (all neurons at once, a root solve only where a spike is; same results; ``EventNet.sim``).
       loss: ``"ttfs"`` (first-spike cross-entropy + regulariser), ``"count"`` or ``"voltage"``.
       tau_syn, tau_mem, threshold, t_end, reset: neuron constants (``LIFConfig``).
       t_min, t_max: latency window: feature value x spikes at ``t_min + (t_max - t_min) x`` (or ``1 - x``
@@ -82,6 +86,7 @@ class ExactConfig:
 
     hidden: tuple[int, ...] = (120,)
     grad: str = "adjoint"
+    sim: str = "event"
     loss: str = "ttfs"
     tau_syn: float = 5.0
     tau_mem: float = 10.0
@@ -108,6 +113,8 @@ class ExactConfig:
     def __post_init__(self):
         if self.grad not in GRADS:
             raise ValueError(f"grad must be one of {GRADS}; got {self.grad!r}.")
+        if self.sim not in SIMS:
+            raise ValueError(f"sim must be one of {SIMS}; got {self.sim!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}.")
         n_layers = len(self.hidden) + 1
@@ -246,7 +253,7 @@ def exact_method(config: ExactConfig, in_features: int, num_classes: int, *,
 
     def init(key):
         net = EventNet(sizes, key=key, cfg=config.lif, max_spikes=config.max_spikes,
-                       max_events=config.max_events, init=config.init)
+                       max_events=config.max_events, init=config.init, sim=config.sim)
         return ExactState(net, optimizer.init(net.weights))
 
     def loss_of(weights, net, x, y, grad):

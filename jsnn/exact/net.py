@@ -19,11 +19,13 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .adjoint import layer_core_adjoint
 from .flow import LIFConfig
+from .parallel import layer_core_parallel
 from .simulate import LayerResult, layer_core, sort_events
 
 __all__ = ["EventNet", "spike_time_jacobian"]
 
 GradMode = Literal["fp", "autodiff", "adjoint"]
+SimMode = Literal["event", "parallel"]
 
 
 class EventNet(eqx.Module):
@@ -38,6 +40,11 @@ class EventNet(eqx.Module):
       cfg: neuron constants (static).
       max_spikes: buffer size per neuron, per layer (static).
       max_events: input-event cap per layer, ``None`` for no cap (static).
+      sim: layer simulator of the ``"fp"`` and ``"autodiff"`` gradient modes (static): ``"event"`` steps each
+        neuron through event slots (``layer_core``); ``"parallel"`` handles all neurons at once and solves
+        for a crossing only where a spike is (``layer_core_parallel``: the same results and derivatives to
+        rounding, much faster for wide layers). ``grad="adjoint"`` always runs ``layer_core_adjoint``, whose
+        forward pass is ``layer_core``.
 
     Example:
       >>> import equinox as eqx, jax
@@ -51,6 +58,7 @@ class EventNet(eqx.Module):
     cfg: LIFConfig = eqx.field(static=True)
     max_spikes: tuple[int, ...] = eqx.field(static=True)
     max_events: tuple[int | None, ...] = eqx.field(static=True)
+    sim: SimMode = eqx.field(static=True, default="event")
 
     def __init__(
         self,
@@ -62,6 +70,7 @@ class EventNet(eqx.Module):
         max_events: Sequence[int | None] | None = None,
         init: Sequence[tuple[float, float]] | None = None,
         dtype=jnp.float32,
+        sim: SimMode = "event",
     ):
         """Build a network with Gaussian weights ``W_l ~ N(mean_l, std_l^2)``.
 
@@ -74,7 +83,13 @@ class EventNet(eqx.Module):
           init: ``(mean, std)`` per layer; default mean ``6 threshold / fan_in`` and std
             ``2 threshold / sqrt(fan_in)``, so that a layer's summed input can cross the threshold.
           dtype: parameter dtype (float32 default).
+          sim: ``"event"`` or ``"parallel"`` (see the class attributes).
+
+        Raises:
+          ValueError: for inconsistent sizes, per-layer settings or an unknown ``sim``.
         """
+        if sim not in ("event", "parallel"):
+            raise ValueError(f"sim must be 'event' (event-slot scan) or 'parallel' (vectorised core); got {sim!r}.")
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least (inputs, outputs), all positive; got {sizes}.")
@@ -98,6 +113,7 @@ class EventNet(eqx.Module):
         self.cfg = cfg
         self.max_spikes = tuple(int(k) for k in max_spikes)
         self.max_events = tuple(max_events)
+        self.sim = sim
 
     def __call__(self, in_times: Float[Array, "n_in K_in"], *, grad: GradMode = "autodiff") -> list[LayerResult]:
         """Simulate the network on one sample's input spike times.
@@ -107,7 +123,8 @@ class EventNet(eqx.Module):
             read as one spike per input.
           grad: which derivative rule reverse mode uses: ``"autodiff"`` or ``"fp"`` differentiate through
             the event scan with the IFT spike-time rule (``jax.jvp``/``jacfwd`` is then FP), ``"adjoint"``
-            uses the hand-written EventProp ``custom_vjp`` (reverse mode only, O(spikes) memory).
+            uses the hand-written EventProp ``custom_vjp`` (reverse mode only, O(spikes) memory). ``self.sim``
+            picks the simulator of ``"autodiff"``/``"fp"``; ``"adjoint"`` always uses the event scan.
 
         Returns:
           One ``LayerResult`` per layer; the ``overflow`` of a layer also flags inputs cut by its
@@ -125,7 +142,10 @@ class EventNet(eqx.Module):
                              "cast the inputs with .astype().")
         if grad not in ("fp", "autodiff", "adjoint"):
             raise ValueError(f"grad must be 'fp', 'autodiff' or 'adjoint'; got {grad!r}.")
-        core = layer_core_adjoint if grad == "adjoint" else layer_core
+        if grad == "adjoint":
+            core = layer_core_adjoint
+        else:
+            core = layer_core_parallel if self.sim == "parallel" else layer_core
         results = []
         times = in_times
         for weight, k, cap in zip(self.weights, self.max_spikes, self.max_events):
