@@ -29,15 +29,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from b5_lowering import _batched
 
 from jsnn import losses
-from jsnn.bptt import BPTTConfig, bptt_loss, encode_batch
+from jsnn.bptt import BPTTConfig, encode_batch
 from jsnn.checkpoint import atomic_write_bytes
-from jsnn.data.batching import iterate_batches
-from jsnn.lower import PROFILES, fit_to_tables, grid_inputs, lower_calibrated, quantize_inputs, simulate_int
-from jsnn.lower.cli import load_network
+from jsnn.lower import PROFILES, grid_inputs, lower_calibrated, quantize_inputs, simulate_int
+from jsnn.lower.cli import finetune_bptt, load_network
 from jsnn.simulate import simulate
 
 
@@ -62,7 +60,7 @@ def bench_pair(path: str, target: str, args) -> dict:
     net, run = load_network(path, data_dir=args.data_dir)
     config = BPTTConfig.from_dict(run.config)
     logits = losses.LOSSES[config.loss][1]
-    encode = lambda x, key=jax.random.key(0): encode_batch(config, jnp.asarray(x, jnp.float32), key=key)  # noqa: E731
+    encode = lambda x: encode_batch(config, jnp.asarray(x, jnp.float32), key=jax.random.key(0))  # noqa: E731
     x_test, y_test = run.test
     inputs = np.asarray(encode(x_test))
     calibration = np.asarray(encode(run.train[0][:256]))
@@ -71,15 +69,9 @@ def bench_pair(path: str, target: str, args) -> dict:
     before = _compare(net, tables, inputs, y_test, logits)
     print(json.dumps({"checkpoint": path, "target": target, "before": before}), flush=True)
 
-    def batches(epoch):
-        key = jax.random.fold_in(jax.random.key(args.seed), epoch)
-        for x, y in iterate_batches(run.train, run.config["batch_size"], key=key):
-            yield encode(x, jax.random.fold_in(key, 1)), y
-
     start = time.perf_counter()
-    grid_net, new_tables, report, epoch_losses = fit_to_tables(
-        net, tables, lambda n, x, y: bptt_loss(n, config, x, y)[0], batches, calibration,
-        optimizer=optax.adam(args.lr), epochs=args.epochs)
+    grid_net, new_tables, report, epoch_losses = finetune_bptt(net, tables, run, calibration, epochs=args.epochs,
+                                                               lr=args.lr, seed=args.seed)
     seconds = time.perf_counter() - start
     after = _compare(grid_net, new_tables, inputs, y_test, logits)
     record = {"checkpoint": path, "target": target, "weight_bits": profile.weight_bits, "epochs": args.epochs,

@@ -21,7 +21,7 @@ References:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args
 
 import equinox as eqx
 import jax
@@ -33,7 +33,7 @@ from jsnn.train import Method, TrainingRun
 
 from .flow import LIFConfig
 from .losses import predict_count, predict_first_spike, predict_voltage, spike_count_loss, ttfs_loss, voltage_loss
-from .net import EventNet
+from .net import EventNet, SimMode
 
 __all__ = ["EXACT_DEFAULTS", "ExactConfig", "ExactState", "build_exact", "encode_latency", "exact_loss",
            "exact_method"]
@@ -54,7 +54,7 @@ EXACT_DEFAULTS: dict[str, dict[str, Any]] = {
 
 GRADS = ("fp", "autodiff", "adjoint")
 LOSSES = ("ttfs", "count", "voltage")
-SIMS = ("event", "parallel")
+SIMS = get_args(SimMode)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import equinox as eqx
 import jax
@@ -88,7 +88,7 @@ class EventNet(eqx.Module):
         Raises:
           ValueError: for inconsistent sizes, per-layer settings or an unknown ``sim``.
         """
-        if sim not in ("event", "parallel"):
+        if sim not in get_args(SimMode):
             raise ValueError(f"sim must be 'event' (event-slot scan) or 'parallel' (vectorised core); got {sim!r}.")
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:

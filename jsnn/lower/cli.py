@@ -12,7 +12,7 @@ import dataclasses
 import importlib
 from typing import Any
 
-__all__ = ["LowerUsageError", "add_parser", "load_network", "run"]
+__all__ = ["LowerUsageError", "add_parser", "finetune_bptt", "load_network", "run"]
 
 
 class LowerUsageError(ValueError):
@@ -58,25 +58,39 @@ def load_network(checkpoint: str, *, data_dir: str | None = None):
     return run.load_network(checkpoint), run
 
 
-def _finetune(net, tables, training, config, calibration, args):
-    """Quantisation-aware fine-tuning of ``net`` on ``tables`` with the checkpoint's BPTT loss and data."""
+def finetune_bptt(net, tables, training, calibration, *, epochs: int, lr: float, seed: int | None = None):
+    """:func:`~jsnn.lower.finetune.fit_to_tables` with a BPTT run's loss, encoding and training data.
+
+    Args:
+      net: the network of ``training`` that was lowered into ``tables``.
+      tables: its tables.
+      training: the BPTT ``TrainingRun`` its checkpoint header rebuilds (:func:`load_network`).
+      calibration: encoded calibration inputs for the re-lowering's report.
+      epochs: passes over the training data.
+      lr: Adam learning rate.
+      seed: shuffling seed (default: the run's).
+
+    Returns:
+      ``fit_to_tables``'s ``(grid_net, tables, report, losses)``.
+    """
     import jax
     import jax.numpy as jnp
     import optax
 
-    from jsnn.bptt import bptt_loss, encode_batch
+    from jsnn.bptt import BPTTConfig, bptt_loss, encode_batch
     from jsnn.data.batching import iterate_batches
     from jsnn.lower.finetune import fit_to_tables
 
+    config = BPTTConfig.from_dict(training.config)
+    seed = training.config.get("seed", 0) if seed is None else seed
+
     def batches(epoch):
-        key = jax.random.fold_in(jax.random.key(training.config.get("seed", 0)), epoch)
+        key = jax.random.fold_in(jax.random.key(seed), epoch)
         for x, y in iterate_batches(training.train, training.config["batch_size"], key=key):
             yield encode_batch(config, jnp.asarray(x, jnp.float32), key=jax.random.fold_in(key, 1)), y
 
-    net, tables, report, _ = fit_to_tables(net, tables, lambda n, x, y: bptt_loss(n, config, x, y)[0], batches,
-                                           calibration, optimizer=optax.adam(args.finetune_lr),
-                                           epochs=args.finetune_epochs)
-    return net, tables, report
+    return fit_to_tables(net, tables, lambda n, x, y: bptt_loss(n, config, x, y)[0], batches, calibration,
+                         optimizer=optax.adam(lr), epochs=epochs)
 
 
 def run(args) -> dict[str, Any]:
@@ -108,7 +122,8 @@ def run(args) -> dict[str, Any]:
     tables, report, _ = lower_calibrated(net, profile, calibration, headroom=args.headroom, dt=args.dt,
                                          compensate_decay=args.compensate_decay)
     if args.finetune_epochs:
-        net, tables, report = _finetune(net, tables, training, config, calibration, args)
+        net, tables, report, _ = finetune_bptt(net, tables, training, calibration, epochs=args.finetune_epochs,
+                                               lr=args.finetune_lr)
     if args.nir:
         from jsnn.lower.nir_io import to_nir
 

@@ -76,7 +76,11 @@ def grid_inputs(tables: Tables, x: Float[Array, "... T n"]) -> Float[Array, "...
     """Inputs as the chip receives them: ``clip(round_half_even(x * scale), 0, max) / scale``.
 
     Example:
-      >>> # x_chip = grid_inputs(tables, encoded_batch)   # same shape and dtype as the batch
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from jsnn.nn import mlp
+      >>> tables, _ = lower(mlp(3, [2], 2, key=jax.random.key(0)), "xylo", np.ones((1, 2, 3)))
+      >>> [round(v * 15, 6) for v in grid_inputs(tables, jnp.array([0.5, 0.52, 2.0])).tolist()]  # 4-bit counts
+      [8.0, 8.0, 15.0]
     """
     spec = tables.manifest["input"]
     scale = jnp.asarray(spec["scale"], x.dtype)
