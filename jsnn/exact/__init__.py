@@ -21,6 +21,7 @@ from jsnn.exact.losses import ttfs_loss as ttfs_loss
 from jsnn.exact.losses import voltage_loss as voltage_loss
 from jsnn.exact.net import EventNet as EventNet
 from jsnn.exact.net import spike_time_jacobian as spike_time_jacobian
+from jsnn.exact.readout import integrator_readout as integrator_readout
 from jsnn.exact.recurrent import recurrent_layer_core as recurrent_layer_core
 from jsnn.exact.recurrent import simulate_recurrent_layer as simulate_recurrent_layer
 from jsnn.exact.simulate import LayerResult as LayerResult

@@ -33,7 +33,7 @@ from jsnn.train import Method, TrainingRun
 
 from .flow import LIFConfig
 from .losses import predict_count, predict_first_spike, predict_voltage, spike_count_loss, ttfs_loss, voltage_loss
-from .net import EventNet, SimMode
+from .net import EventNet, ReadoutMode, SimMode
 
 __all__ = ["EXACT_DEFAULTS", "ExactConfig", "ExactState", "build_exact", "encode_latency", "exact_loss",
            "exact_method"]
@@ -46,15 +46,16 @@ EXACT_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"hidden": [100], "epochs": 30, "batch_size": 32, "lr": 3e-3, "invert": True,
                "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [2, 2],
                "init": [[0.1, 0.3], [0.05, 0.3]]},
-    "mnist": {"hidden": [350], "epochs": 15, "batch_size": 64, "lr": 1e-3, "invert": True,
+    "mnist": {"hidden": [350], "epochs": 12, "batch_size": 64, "lr": 2e-3, "invert": True,
               "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [2, 2],
-              "init": [[0.035, 0.08], [0.05, 0.2]], "sim": "parallel", "lr_decay": 0.95, "silent_weight": 1.0,
-              "grad": "autodiff"},
+              "init": [[0.035, 0.08], [0.05, 0.2]], "sim": "parallel", "lr_decay": 0.85, "loss": "voltage",
+              "readout": "integrator", "scale": 10.0, "grad": "autodiff"},
 }
 
 GRADS = ("fp", "autodiff", "adjoint")
 LOSSES = ("ttfs", "count", "voltage")
 SIMS = get_args(SimMode)
+READOUTS = get_args(ReadoutMode)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class ExactConfig:
       sim: layer simulator of the ``"fp"``/``"autodiff"`` modes: ``"event"`` (event-slot scan) or
         ``"parallel"`` (all neurons at once, a root solve only where a spike is; same results; ``EventNet.sim``).
       loss: ``"ttfs"`` (first-spike cross-entropy + regulariser), ``"count"`` or ``"voltage"``.
+      readout: ``"spiking"`` output layer or ``"integrator"`` (non-spiking, closed form; ``EventNet.readout``),
+        which needs ``loss="voltage"``: its smooth mean potential avoids the jumps a spiking output's reset puts
+        into a voltage loss.
       tau_syn, tau_mem, threshold, t_end, reset: neuron constants (``LIFConfig``).
       t_min, t_max: latency window: feature value x spikes at ``t_min + (t_max - t_min) x`` (or ``1 - x``
         when ``invert``); with ``invert``, features equal to 0 do not spike.
@@ -88,6 +92,7 @@ class ExactConfig:
     grad: str = "adjoint"
     sim: str = "event"
     loss: str = "ttfs"
+    readout: str = "spiking"
     tau_syn: float = 5.0
     tau_mem: float = 10.0
     threshold: float = 1.0
@@ -117,6 +122,10 @@ class ExactConfig:
             raise ValueError(f"sim must be one of {SIMS}; got {self.sim!r}.")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}.")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}; got {self.readout!r}.")
+        if self.readout == "integrator" and self.loss != "voltage":
+            raise ValueError(f"an integrator readout does not spike; use loss='voltage' (got {self.loss!r}).")
         n_layers = len(self.hidden) + 1
         if len(self.max_spikes) != n_layers or len(self.init) != n_layers:
             raise ValueError(f"max_spikes and init need one entry per layer ({n_layers}); got "
@@ -184,7 +193,7 @@ def exact_loss(net: EventNet, config: ExactConfig, x: Float[Array, "B F"], y: In
       >>> net = EventNet((3, 4, 3), key=jax.random.key(0), cfg=cfg.lif, max_spikes=(2, 2), init=cfg.init)
       >>> loss, aux = eqx.filter_jit(exact_loss)(net, cfg, jnp.full((2, 2), 0.5, jnp.float32), jnp.array([0, 1]))
       >>> sorted(aux)
-      ['correct', 'grazing', 'overflow', 'overflow_out', 'silent']
+      ['correct', 'dead', 'grazing', 'overflow', 'overflow_out', 'silent']
     """
     t_end = config.t_end
 
@@ -201,13 +210,16 @@ def exact_loss(net: EventNet, config: ExactConfig, x: Float[Array, "B F"], y: In
             loss, pred = voltage_loss(out, yi, t_end=t_end, scale=config.scale), predict_voltage(out)
         overflow = jnp.any(jnp.stack([jnp.any(r.overflow) for r in layers[:-1]] + [jnp.asarray(False)]))
         grazing = sum(jnp.sum(r.grazing) for r in layers)
+        fired = [jnp.isfinite(r.times[:, 0]) for r in layers[:-1]]
         return (loss, pred == yi, overflow, jnp.any(out.overflow), grazing,
-                jnp.all(~jnp.isfinite(out.times[:, 0])))
+                jnp.all(~jnp.isfinite(out.times[:, 0])), fired)
 
-    loss, correct, overflow, overflow_out, grazing, silent = jax.vmap(one)(x, y)
+    loss, correct, overflow, overflow_out, grazing, silent, fired = jax.vmap(one)(x, y)
     count = lambda b: jnp.sum(b.astype(jnp.int32))  # noqa: E731
+    dead = [~jnp.any(f, axis=0) for f in fired]  # hidden neurons silent on every sample: no gradient reaches them
     aux = {"correct": count(correct), "overflow": count(overflow), "overflow_out": count(overflow_out),
-           "grazing": jnp.sum(grazing), "silent": count(silent)}
+           "grazing": jnp.sum(grazing), "silent": count(silent),
+           "dead": count(jnp.concatenate([*dead, jnp.zeros((0,), bool)]))}
     return jnp.mean(loss), aux
 
 
@@ -231,8 +243,9 @@ def exact_method(config: ExactConfig, in_features: int, num_classes: int, *,
     Returns:
       A Method whose state is an :class:`ExactState`; ``step`` returns metrics ``loss``, ``correct``,
       ``overflow`` (samples where a hidden layer's spike buffer overflowed, so spikes were lost),
-      ``overflow_out`` (the same for the output layer: harmless for the first-spike loss), ``grazing`` and
-      ``silent`` (samples with no output spike).
+      ``overflow_out`` (the same for the output layer: harmless for the first-spike loss), ``grazing``,
+      ``silent`` (samples with no output spike) and ``dead`` (hidden neurons that fired on no sample of the
+      batch: exact gradients reach a neuron only through its spike times).
 
     Example:
       >>> import equinox as eqx, jax, jax.numpy as jnp
@@ -253,7 +266,8 @@ def exact_method(config: ExactConfig, in_features: int, num_classes: int, *,
 
     def init(key):
         net = EventNet(sizes, key=key, cfg=config.lif, max_spikes=config.max_spikes,
-                       max_events=config.max_events, init=config.init, sim=config.sim)
+                       max_events=config.max_events, init=config.init, sim=config.sim,
+                       readout=config.readout)
         return ExactState(net, optimizer.init(net.weights))
 
     def loss_of(weights, net, x, y, grad):

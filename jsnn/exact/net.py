@@ -20,12 +20,14 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .adjoint import layer_core_adjoint
 from .flow import LIFConfig
 from .parallel import layer_core_parallel
+from .readout import integrator_readout
 from .simulate import LayerResult, layer_core, sort_events
 
 __all__ = ["EventNet", "spike_time_jacobian"]
 
 GradMode = Literal["fp", "autodiff", "adjoint"]
 SimMode = Literal["event", "parallel"]
+ReadoutMode = Literal["spiking", "integrator"]
 
 
 class EventNet(eqx.Module):
@@ -45,6 +47,9 @@ class EventNet(eqx.Module):
         for a crossing only where a spike is (``layer_core_parallel``: the same results and derivatives to
         rounding, much faster for wide layers). ``grad="adjoint"`` always runs ``layer_core_adjoint``, whose
         forward pass is ``layer_core``.
+      readout: ``"spiking"`` (the last layer is a CuBa-LIF layer like the others) or ``"integrator"`` (a
+        non-spiking leaky-integrator readout in closed form, ``integrator_readout``: its potential is smooth
+        in the weights, for voltage losses) (static).
 
     Example:
       >>> import equinox as eqx, jax
@@ -59,6 +64,7 @@ class EventNet(eqx.Module):
     max_spikes: tuple[int, ...] = eqx.field(static=True)
     max_events: tuple[int | None, ...] = eqx.field(static=True)
     sim: SimMode = eqx.field(static=True, default="event")
+    readout: ReadoutMode = eqx.field(static=True, default="spiking")
 
     def __init__(
         self,
@@ -71,6 +77,7 @@ class EventNet(eqx.Module):
         init: Sequence[tuple[float, float]] | None = None,
         dtype=jnp.float32,
         sim: SimMode = "event",
+        readout: ReadoutMode = "spiking",
     ):
         """Build a network with Gaussian weights ``W_l ~ N(mean_l, std_l^2)``.
 
@@ -84,12 +91,16 @@ class EventNet(eqx.Module):
             ``2 threshold / sqrt(fan_in)``, so that a layer's summed input can cross the threshold.
           dtype: parameter dtype (float32 default).
           sim: ``"event"`` or ``"parallel"`` (see the class attributes).
+          readout: ``"spiking"`` or ``"integrator"`` (see the class attributes).
 
         Raises:
-          ValueError: for inconsistent sizes, per-layer settings or an unknown ``sim``.
+          ValueError: for inconsistent sizes, per-layer settings, an unknown ``sim`` or ``readout``, or an input-event
+            cap on an integrator readout.
         """
         if sim not in get_args(SimMode):
             raise ValueError(f"sim must be 'event' (event-slot scan) or 'parallel' (vectorised core); got {sim!r}.")
+        if readout not in get_args(ReadoutMode):
+            raise ValueError(f"readout must be 'spiking' or 'integrator' (non-spiking); got {readout!r}.")
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least (inputs, outputs), all positive; got {sizes}.")
@@ -101,6 +112,9 @@ class EventNet(eqx.Module):
         if len(max_spikes) != n_layers or len(max_events) != n_layers:
             raise ValueError(f"max_spikes and max_events need one entry per layer ({n_layers}); got "
                              f"{max_spikes!r} and {max_events!r}.")
+        if readout == "integrator" and max_events[-1] is not None:
+            raise ValueError("an integrator readout takes every input spike in closed form; set the last "
+                             f"max_events entry to None (got {max_events[-1]}).")
         if init is None:
             init = [(6.0 * cfg.threshold / fan_in, 2.0 * cfg.threshold / fan_in**0.5) for fan_in in sizes[:-1]]
         if len(init) != n_layers:
@@ -114,6 +128,7 @@ class EventNet(eqx.Module):
         self.max_spikes = tuple(int(k) for k in max_spikes)
         self.max_events = tuple(max_events)
         self.sim = sim
+        self.readout = readout
 
     def __call__(self, in_times: Float[Array, "n_in K_in"], *, grad: GradMode = "autodiff") -> list[LayerResult]:
         """Simulate the network on one sample's input spike times.
@@ -127,8 +142,8 @@ class EventNet(eqx.Module):
             picks the simulator of ``"autodiff"``/``"fp"``; ``"adjoint"`` always uses the event scan.
 
         Returns:
-          One ``LayerResult`` per layer; the ``overflow`` of a layer also flags inputs cut by its
-          ``max_events``.
+          One ``LayerResult`` per layer (an integrator readout's has no spikes); the ``overflow`` of a layer
+          also flags inputs cut by its ``max_events``.
         """
         in_times = jnp.asarray(in_times)
         if in_times.ndim == 1:
@@ -148,10 +163,13 @@ class EventNet(eqx.Module):
             core = layer_core_parallel if self.sim == "parallel" else layer_core
         results = []
         times = in_times
-        for weight, k, cap in zip(self.weights, self.max_spikes, self.max_events):
-            ev_t, ev_src, cut = sort_events(times, cap)
-            res = core(weight, ev_t, ev_src, self.cfg, k)
-            res = res._replace(overflow=res.overflow | cut)
+        for layer, (weight, k, cap) in enumerate(zip(self.weights, self.max_spikes, self.max_events)):
+            if self.readout == "integrator" and layer == len(self.weights) - 1:
+                res = integrator_readout(weight, times, self.cfg)
+            else:
+                ev_t, ev_src, cut = sort_events(times, cap)
+                res = core(weight, ev_t, ev_src, self.cfg, k)
+                res = res._replace(overflow=res.overflow | cut)
             results.append(res)
             times = res.times
         return results
