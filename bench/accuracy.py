@@ -1,10 +1,12 @@
-"""Accuracy of surrogate BPTT (the foundation issue's numbers), mean over seeds.
+"""Test accuracy of a training method on a data set, mean over seeds (the issues' accuracy numbers).
 
-Runs ``jsnn train`` once per seed (skipping runs whose ``result.json`` already exists, so
-it can be re-run after an interruption) and writes ``bench/results/accuracy_bptt_<data>.json``.
+Runs ``jsnn train --method METHOD`` once per seed into ``runs/[METHOD_]DATA_sSEED`` (no prefix for
+bptt), skipping runs whose ``result.json`` already exists and resuming interrupted ones, and writes
+``bench/results/accuracy_<method>_<data>.json`` with each run's config.
 
-    .venv/bin/python bench/accuracy_bptt.py --data mnist --data-dir ../shared/data/mnist --seeds 0 1
-    .venv/bin/python bench/accuracy_bptt.py --data digits --seeds 0 1 2
+    .venv/bin/python bench/accuracy.py --data mnist --data-dir ../shared/data/mnist --seeds 0 1
+    .venv/bin/python bench/accuracy.py --data digits --seeds 0 1 2
+    .venv/bin/python bench/accuracy.py --method exact --data mnist --data-dir ../shared/data/mnist --seeds 0
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=["bptt", "exact"], default="bptt")
     parser.add_argument("--data", choices=["digits", "mnist", "yinyang"], default="digits")
     parser.add_argument("--data-dir")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -33,10 +36,11 @@ def main() -> None:
     args = parser.parse_args()
     records = []
     for seed in args.seeds:
-        out = Path(args.runs) / f"{args.data}_s{seed}"
+        prefix = "" if args.method == "bptt" else f"{args.method}_"
+        out = Path(args.runs) / f"{prefix}{args.data}_s{seed}"
         result_file = out / "result.json"
         if not result_file.exists():
-            cmd = [sys.executable, "-m", "jsnn.cli", "train", "--method", "bptt", "--data", args.data,
+            cmd = [sys.executable, "-m", "jsnn.cli", "train", "--method", args.method, "--data", args.data,
                    "--seed", str(seed), "--out", str(out), "--no-progress"]
             if args.data_dir:
                 cmd += ["--data-dir", args.data_dir]
@@ -49,14 +53,14 @@ def main() -> None:
                         "config": result["config"]})
     accs = [r["test_accuracy"] for r in records]
     summary = {
-        "benchmark": f"accuracy_bptt_{args.data}",
+        "benchmark": f"accuracy_{args.method}_{args.data}",
         "mean_test_accuracy": statistics.mean(accs),
         "min_test_accuracy": min(accs),
         "max_test_accuracy": max(accs),
         "runs": records,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "date": time.strftime("%F")},
     }
-    path = ROOT / "bench" / "results" / f"accuracy_bptt_{args.data}.json"
+    path = ROOT / "bench" / "results" / f"accuracy_{args.method}_{args.data}.json"
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
 
