@@ -6,6 +6,7 @@ Compile time dominates, so each configuration's derivative oracles are compiled 
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -205,3 +206,25 @@ def test_bad_shapes_and_dtypes_raise():
         simulate_recurrent_layer(w.astype(jnp.int32), rec.astype(jnp.int32), x.astype(jnp.int32), CFG, 2)
     with pytest.raises(ValueError, match="max_spikes must be a positive int"):
         simulate_recurrent_layer(w, rec, x, CFG, 0)
+
+
+def test_event_net_with_recurrent_hidden_layers():
+    from jsnn.exact.net import EventNet
+
+    kw = dict(key=jax.random.key(3), cfg=CFG, max_spikes=3, init=[(3.0, 1.0), (1.0, 0.5)], dtype=F64)
+    ff, rec = EventNet((2, 3, 2), **kw), EventNet((2, 3, 2), recurrent=(0.0, 1.0), **kw)
+    assert ff.rec_weights is None and [r.shape for r in rec.weights] == [w.shape for w in ff.weights]
+    assert [r.shape for r in rec.rec_weights] == [(3, 3)]
+    np.testing.assert_array_equal(rec.weights[0], ff.weights[0])  # the recurrent option leaves W's init alone
+    zero = eqx.tree_at(lambda n: n.rec_weights, rec, [jnp.zeros((3, 3), F64)])
+    a, b = jit(lambda n: n(IN_TIMES))(ff), jit(lambda n: n(IN_TIMES))(zero)
+    assert int(a[0].count.sum()) > 0
+    for ra, rb in zip(a, b):  # R = 0 is the feed-forward net
+        np.testing.assert_allclose(finite(rb.times), finite(ra.times), rtol=1e-12, atol=1e-12)
+    # reverse mode and FP agree on the recurrent weights' gradient, which is not zero
+    f = lambda r: jnp.sum(finite(eqx.tree_at(lambda n: n.rec_weights, rec, r)(IN_TIMES)[-1].times))  # noqa: E731
+    g_rev, g_fwd = jit(jax.grad(f))(rec.rec_weights), jit(jax.jacfwd(f))(rec.rec_weights)
+    np.testing.assert_allclose(g_fwd[0], g_rev[0], rtol=1e-9, atol=1e-12)
+    assert float(jnp.max(jnp.abs(g_rev[0]))) > 0
+    with pytest.raises(ValueError, match="feed-forward layers only"):
+        rec(IN_TIMES, grad="adjoint")

@@ -21,6 +21,7 @@ from .adjoint import layer_core_adjoint
 from .flow import LIFConfig
 from .parallel import layer_core_parallel
 from .readout import integrator_readout
+from .recurrent import recurrent_layer_core
 from .simulate import LayerResult, layer_core, sort_events
 
 __all__ = ["EventNet", "spike_time_jacobian"]
@@ -31,14 +32,18 @@ ReadoutMode = Literal["spiking", "integrator"]
 
 
 class EventNet(eqx.Module):
-    """A feed-forward network of continuous-time CuBa-LIF layers, simulated event by event.
+    """A network of continuous-time CuBa-LIF layers, simulated event by event (optionally recurrent).
 
     Layer l has weights ``weights[l]`` of shape (out, in) and a spike buffer of ``max_spikes[l]`` spikes
     per neuron; ``max_events[l]`` optionally caps the number of input events layer l sees (the earliest
-    ones). All layers share the constants ``cfg``. Single-sample semantics: batch with ``jax.vmap``.
+    ones). With ``rec_weights``, hidden layer l also feeds its own spikes back through ``rec_weights[l]``
+    (``recurrent_layer_core``). All layers share the constants ``cfg``. Single-sample semantics: batch with
+    ``jax.vmap``.
 
     Attributes:
       weights: one (out, in) matrix per layer.
+      rec_weights: one (n, n) recurrent matrix per hidden layer (``rec[n, m]``: from neuron m to n), or
+        ``None`` for a feed-forward net. The output layer is feed-forward.
       cfg: neuron constants (static).
       max_spikes: buffer size per neuron, per layer (static).
       max_events: input-event cap per layer, ``None`` for no cap (static).
@@ -60,6 +65,7 @@ class EventNet(eqx.Module):
     """
 
     weights: list[Float[Array, "out in"]]
+    rec_weights: list[Float[Array, "n n"]] | None
     cfg: LIFConfig = eqx.field(static=True)
     max_spikes: tuple[int, ...] = eqx.field(static=True)
     max_events: tuple[int | None, ...] = eqx.field(static=True)
@@ -78,6 +84,7 @@ class EventNet(eqx.Module):
         dtype=jnp.float32,
         sim: SimMode = "event",
         readout: ReadoutMode = "spiking",
+        recurrent: tuple[float, float] | None = None,
     ):
         """Build a network with Gaussian weights ``W_l ~ N(mean_l, std_l^2)``.
 
@@ -92,6 +99,9 @@ class EventNet(eqx.Module):
           dtype: parameter dtype (float32 default).
           sim: ``"event"`` or ``"parallel"`` (see the class attributes).
           readout: ``"spiking"`` or ``"integrator"`` (see the class attributes).
+          recurrent: ``(mean, std)`` of Gaussian recurrent weights for every hidden layer, or ``None`` (no
+            recurrent connections). Recurrent layers run ``recurrent_layer_core`` (one event loop over the
+            layer) in every gradient mode but ``"adjoint"``, which does not support them.
 
         Raises:
           ValueError: for inconsistent sizes, per-layer settings, an unknown ``sim`` or ``readout``, or an input-event
@@ -123,6 +133,10 @@ class EventNet(eqx.Module):
         self.weights = [
             m + s * jax.random.normal(k, (n_out, n_in), dtype)
             for k, n_in, n_out, (m, s) in zip(keys, sizes[:-1], sizes[1:], init)
+        ]
+        self.rec_weights = None if recurrent is None else [
+            recurrent[0] + recurrent[1] * jax.random.normal(k, (n, n), dtype)
+            for k, n in zip(jax.random.split(jax.random.fold_in(key, 1), n_layers), sizes[1:-1])
         ]
         self.cfg = cfg
         self.max_spikes = tuple(int(k) for k in max_spikes)
@@ -157,6 +171,9 @@ class EventNet(eqx.Module):
                              "cast the inputs with .astype().")
         if grad not in ("fp", "autodiff", "adjoint"):
             raise ValueError(f"grad must be 'fp', 'autodiff' or 'adjoint'; got {grad!r}.")
+        if grad == "adjoint" and self.rec_weights:
+            raise ValueError("the hand adjoint (grad='adjoint') covers feed-forward layers only; use "
+                             "grad='autodiff' (reverse mode) or 'fp' for a recurrent net.")
         if grad == "adjoint":
             core = layer_core_adjoint
         else:
@@ -164,11 +181,15 @@ class EventNet(eqx.Module):
         results = []
         times = in_times
         for layer, (weight, k, cap) in enumerate(zip(self.weights, self.max_spikes, self.max_events)):
-            if self.readout == "integrator" and layer == len(self.weights) - 1:
+            last = layer == len(self.weights) - 1
+            if self.readout == "integrator" and last:
                 res = integrator_readout(weight, times, self.cfg)
             else:
                 ev_t, ev_src, cut = sort_events(times, cap)
-                res = core(weight, ev_t, ev_src, self.cfg, k)
+                if self.rec_weights is not None and not last:
+                    res = recurrent_layer_core(weight, self.rec_weights[layer], ev_t, ev_src, self.cfg, k)
+                else:
+                    res = core(weight, ev_t, ev_src, self.cfg, k)
                 res = res._replace(overflow=res.overflow | cut)
             results.append(res)
             times = res.times
