@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from .flow import LIFConfig, crossing_slope, crossing_time, flow, flow_coefficients
+from .flow import LIFConfig, crossing_slope, crossing_time, flow_coefficients
 
 __all__ = ["LayerResult", "sort_events", "simulate_layer", "layer_core"]
 
