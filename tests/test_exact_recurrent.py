@@ -200,7 +200,7 @@ def test_bad_shapes_and_dtypes_raise():
         simulate_recurrent_layer(w, rec, jnp.ones((3,), F64), CFG, 2)
     with pytest.raises(ValueError, match=r"rec_weight must be square \(n, n\) with n = weight.shape\[0\] = 2"):
         simulate_recurrent_layer(w, jnp.zeros((3, 3), F64), x, CFG, 2)
-    with pytest.raises(ValueError, match="share one floating dtype"):
+    with pytest.raises(ValueError, match="rec_weight dtype float32 differs from the weights' float64"):
         simulate_recurrent_layer(w, rec.astype(jnp.float32), x, CFG, 2)
     with pytest.raises(ValueError, match="share one floating dtype"):
         simulate_recurrent_layer(w.astype(jnp.int32), rec.astype(jnp.int32), x.astype(jnp.int32), CFG, 2)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from .flow import LIFConfig, crossing_slope, crossing_time, flow_coefficients
-from .simulate import LayerResult, sort_events
+from .simulate import LayerResult, check_layer_inputs, sort_events
 
 __all__ = ["recurrent_layer_core", "simulate_recurrent_layer"]
 
@@ -174,18 +174,14 @@ def simulate_recurrent_layer(
       >>> [round(float(t), 4) for t in res.times[:, 0]], res.count.tolist()
       ([4.2351, 6.6091], [1, 1])
     """
-    weight, rec_weight, in_times = jnp.asarray(weight), jnp.asarray(rec_weight), jnp.asarray(in_times)
-    if weight.ndim != 2 or in_times.ndim != 2 or weight.shape[1] != in_times.shape[0]:
-        raise ValueError(f"weight must be (n, in) and in_times (in, K_in) with matching 'in'; got "
-                         f"{weight.shape} and {in_times.shape}. For one spike per input use times[:, None].")
+    weight, in_times = check_layer_inputs(weight, in_times, max_spikes)
+    rec_weight = jnp.asarray(rec_weight)
     if rec_weight.shape != (weight.shape[0],) * 2:
         raise ValueError(f"rec_weight must be square (n, n) with n = weight.shape[0] = {weight.shape[0]}; got "
                          f"{rec_weight.shape}.")
-    if not (weight.dtype == rec_weight.dtype == in_times.dtype) or not jnp.issubdtype(weight.dtype, jnp.floating):
-        raise ValueError(f"weight, rec_weight and in_times must share one floating dtype; got {weight.dtype}, "
-                         f"{rec_weight.dtype} and {in_times.dtype}. Cast with .astype().")
-    if not isinstance(max_spikes, int) or max_spikes < 1:
-        raise ValueError(f"max_spikes must be a positive int; got {max_spikes!r}.")
+    if rec_weight.dtype != weight.dtype:
+        raise ValueError(f"rec_weight dtype {rec_weight.dtype} differs from the weights' {weight.dtype}; cast it "
+                         "with .astype().")
     ev_t, ev_src, cut = sort_events(in_times, max_events)
     res = recurrent_layer_core(weight, rec_weight, ev_t, ev_src, cfg, max_spikes)
     return res._replace(overflow=res.overflow | cut)

@@ -131,6 +131,24 @@ def layer_core(weight: Float[Array, "n n_in"], ev_t: Float[Array, " M"], ev_src:
     return LayerResult(*out)
 
 
+def check_layer_inputs(weight, in_times, max_spikes: int) -> tuple[Array, Array]:
+    """Validate a layer's weights (n, in), input times (in, K_in) and buffer size; return them as arrays.
+
+    Raises:
+      ValueError: for mismatched shapes or dtypes (with the fix), or a ``max_spikes`` that is not a positive int.
+    """
+    weight, in_times = jnp.asarray(weight), jnp.asarray(in_times)
+    if weight.ndim != 2 or in_times.ndim != 2 or weight.shape[1] != in_times.shape[0]:
+        raise ValueError(f"weight must be (out, in) and in_times (in, K_in) with matching 'in'; got "
+                         f"{weight.shape} and {in_times.shape}. For one spike per input use times[:, None].")
+    if weight.dtype != in_times.dtype or not jnp.issubdtype(weight.dtype, jnp.floating):
+        raise ValueError(f"weight and in_times must share one floating dtype; got {weight.dtype} and "
+                         f"{in_times.dtype}. Cast with .astype().")
+    if not isinstance(max_spikes, int) or max_spikes < 1:
+        raise ValueError(f"max_spikes must be a positive int; got {max_spikes!r}.")
+    return weight, in_times
+
+
 def simulate_layer(
     weight: Float[Array, "n n_in"],
     in_times: Float[Array, "n_in K_in"],
@@ -165,17 +183,7 @@ def simulate_layer(
       >>> round(float(r.times[0, 0]), 6), int(r.count[0])
       (4.235072, 1)
     """
-    weight = jnp.asarray(weight)
-    in_times = jnp.asarray(in_times)
-    if weight.ndim != 2 or in_times.ndim != 2 or weight.shape[1] != in_times.shape[0]:
-        raise ValueError(f"weight must be (out, in) and in_times (in, K_in) with matching 'in'; got "
-                         f"{weight.shape} and {in_times.shape}. For one spike per input use times[:, None].")
-    if weight.dtype != in_times.dtype or not jnp.issubdtype(weight.dtype, jnp.floating):
-        raise ValueError(f"weight and in_times must share one floating dtype; got {weight.dtype} and "
-                         f"{in_times.dtype}. Cast with .astype().")
-    if not isinstance(max_spikes, int) or max_spikes < 1:
-        raise ValueError(f"max_spikes must be a positive int; got {max_spikes!r}.")
+    weight, in_times = check_layer_inputs(weight, in_times, max_spikes)
     ev_t, ev_src, cut = sort_events(in_times, max_events)
     res = layer_core(weight, ev_t, ev_src, cfg, max_spikes)
     return res._replace(overflow=res.overflow | cut)
-
