@@ -26,6 +26,7 @@ METHODS = {
 METHOD_FLAGS = {
     "grad": {"exact"},
     "sim": {"exact"},
+    "readout": {"exact"},
     "encoding": {"bptt"},
     "decay": {"bptt", "admm"},
     "reset": {"bptt"},
@@ -110,6 +111,8 @@ def _parser() -> _Parser:
     train.add_argument("--sim", choices=["event", "parallel"],
                        help="--method exact: layer simulator of --grad fp/autodiff: event-slot scan or "
                             "vectorised over intervals (same results)")
+    train.add_argument("--readout", choices=["spiking", "integrator"],
+                       help="--method exact: spiking output layer or non-spiking integrator (needs --loss voltage)")
     train.add_argument("--out", required=True, help="output folder for checkpoint.eqx, metrics.jsonl, result.json")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -207,3 +207,5 @@ def test_sim_is_validated_configured_and_a_train_flag(tmp_path, capsys):
     assert "--sim applies to --method exact" in capsys.readouterr().err
     assert main(["train", "--method", "exact", "--sim", "grid", "--out", str(tmp_path)]) == 2
     assert "invalid choice: 'grid'" in capsys.readouterr().err
+    assert main(["train", "--method", "bptt", "--readout", "integrator", "--out", str(tmp_path)]) == 2
+    assert "--readout applies to --method exact" in capsys.readouterr().err
