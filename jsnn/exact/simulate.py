@@ -26,7 +26,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .flow import LIFConfig, crossing_slope, crossing_time, flow_coefficients
 
-__all__ = ["LayerResult", "sort_events", "simulate_layer", "layer_core"]
+__all__ = ["LayerResult", "check_layer_inputs", "sort_events", "simulate_layer", "layer_core"]
 
 
 class LayerResult(NamedTuple):
