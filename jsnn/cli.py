@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,13 @@ METHOD_FLAGS = {
 }
 
 
+#: the data sets ``jsnn train --data`` knows
+DATASETS = ["digits", "mnist", "yinyang"]
+
+#: what ``jsnn train`` uses for a flag that is not given (and not read from a checkpoint)
+TRAIN_DEFAULTS = {"method": "bptt", "data": "digits", "seed": 0}
+
+
 class UsageError(Exception):
     """A user error: printed as one line, exit status 2."""
 
@@ -60,13 +68,44 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    value = _finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = _nonnegative_int(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**32), got {value}")
     return value
 
 
@@ -75,18 +114,18 @@ def _parser() -> _Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a network", description="Train a spiking network.")
-    train.add_argument("--method", choices=sorted(METHODS), default="bptt", help="training method")
-    train.add_argument("--data", choices=["digits", "mnist", "yinyang"], default="digits")
+    train.add_argument("--method", choices=sorted(METHODS), help="training method (default: bptt)")
+    train.add_argument("--data", choices=DATASETS, help="data set (default: digits)")
     train.add_argument("--data-dir", help="folder with the MNIST IDX files (else $JSNN_DATA, then the cache)")
     train.add_argument("--hidden", type=_positive_int, nargs="+", help="hidden layer widths")
     train.add_argument("--T", type=_positive_int, help="time steps")
     train.add_argument("--epochs", type=_positive_int, help="passes over the training set")
     train.add_argument("--batch-size", type=_positive_int, help="mini-batch size")
     train.add_argument("--lr", type=_positive_float, help="learning rate")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_seed, help="root seed of all randomness (default: 0)")
     train.add_argument("--encoding", choices=["direct", "rate", "latency"])
     train.add_argument("--loss", help="loss name (see jsnn.losses.LOSSES)")
-    train.add_argument("--decay", type=float, help="LIF leak per step")
+    train.add_argument("--decay", type=_unit_float, help="LIF leak per step, in [0, 1]")
     train.add_argument("--threshold", type=_positive_float, help="LIF threshold")
     train.add_argument("--reset", choices=["subtract", "zero"], help="LIF reset after a spike")
     train.add_argument("--surrogate", choices=["fast_sigmoid", "arctan", "triangle", "straight_through"])
@@ -95,7 +134,7 @@ def _parser() -> _Parser:
     admm.add_argument("--rho", type=_positive_float, help="penalty on the dynamics constraints")
     admm.add_argument("--beta", type=_positive_float, help="penalty on the spike constraints")
     admm.add_argument("--iters", type=_positive_int, help="ADMM iterations")
-    admm.add_argument("--warmup", type=int, help="iterations without dual updates")
+    admm.add_argument("--warmup", type=_nonnegative_int, help="iterations without dual updates")
     admm.add_argument("--ridge", type=_positive_float, help="ridge of the weight least squares")
     admm.add_argument("--sweep", choices=["red_black", "jacobi", "gauss_seidel"], help="membrane sweep")
     admm.add_argument("--init", choices=["forward", "uniform", "zeros"], help="initial state")
@@ -114,11 +153,12 @@ def _parser() -> _Parser:
     train.add_argument("--readout", choices=["spiking", "integrator"],
                        help="--method exact: spiking output layer or non-spiking integrator (needs --loss voltage)")
     train.add_argument("--out", required=True, help="output folder for checkpoint.eqx, metrics.jsonl, result.json")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.eqx")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/checkpoint.eqx (its method, data and settings are read from it)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = sub.add_parser("evaluate", help="test accuracy of a checkpoint")
-    evaluate.add_argument("checkpoint", help="a checkpoint.eqx written by jsnn train")
+    evaluate.add_argument("checkpoint", help="a checkpoint.eqx written by jsnn train, or its run folder")
     evaluate.add_argument("--data-dir", help="folder with the MNIST IDX files")
 
     from jsnn.lower import cli as lower_cli
@@ -132,58 +172,92 @@ def _parser() -> _Parser:
     return parser
 
 
-def _builder(method: str):
+def _builder(config: dict[str, Any], source: str):
+    """The builder of ``config``'s method; ``source`` names where the config came from, for errors."""
     import importlib
 
-    module, name = METHODS[method].split(":")
+    if not isinstance(config, dict) or config.get("method") not in METHODS:
+        method = config.get("method") if isinstance(config, dict) else None
+        raise UsageError(f"{source} names the training method {method!r}, which this jsnn does not know "
+                         f"({', '.join(sorted(METHODS))}); it may come from a newer jsnn.")
+    if config.get("data") not in DATASETS:
+        raise UsageError(f"{source} names the data set {config.get('data')!r}, which this jsnn does not know "
+                         f"({', '.join(DATASETS)}); it may come from a newer jsnn.")
+    module, name = METHODS[config["method"]].split(":")
     return getattr(importlib.import_module(module), name)
 
 
-def _train(args) -> dict[str, Any]:
-    from jsnn.checkpoint import atomic_write_bytes, read_header
+def _checkpoint_path(path: str) -> Path:
+    """A checkpoint file, given the file itself or the run folder that holds it."""
     from jsnn.train import CHECKPOINT_NAME
 
-    out = Path(args.out)
-    config = {k: v for k, v in vars(args).items()
-              if v is not None and k not in ("command", "out", "resume", "no_progress", "data_dir")}
-    for flag, methods in METHOD_FLAGS.items():
-        if flag in config and config["method"] not in methods:
-            raise UsageError(f"--{flag} applies to --method {' or '.join(sorted(methods))}, "
-                             f"not {config['method']}")
+    checkpoint = Path(path)
+    if checkpoint.is_dir():
+        if not (checkpoint / CHECKPOINT_NAME).is_file():
+            raise UsageError(f"{checkpoint} is a folder without a {CHECKPOINT_NAME}; pass the checkpoint file "
+                             "that `jsnn train --out DIR` wrote, or its folder DIR.")
+        checkpoint = checkpoint / CHECKPOINT_NAME
+    return checkpoint
+
+
+def _train(args) -> tuple[dict[str, Any], int]:
+    from jsnn.checkpoint import atomic_write_bytes, check_output_folder, read_header
+    from jsnn.train import CHECKPOINT_NAME
+
+    out = check_output_folder(args.out, flag="--out")
+    given = {k: v for k, v in vars(args).items()
+             if v is not None and k not in ("command", "out", "resume", "no_progress", "data_dir")}
     if args.resume:
         ckpt = out / CHECKPOINT_NAME
         if not ckpt.exists():
             raise UsageError(f"--resume: no checkpoint at {ckpt}; run without --resume to start.")
-        saved = read_header(ckpt)["config"]
-        changed = {k: (saved.get(k), v) for k, v in config.items() if k in saved and saved[k] != v}
+        config = read_header(ckpt)["config"]
+        changed = {k: (config.get(k), v) for k, v in given.items() if config.get(k, TRAIN_DEFAULTS.get(k)) != v}
         if changed:
-            raise UsageError(f"--resume with a different config {changed}; use the same flags or a new --out.")
-        config = saved
-    elif (out / CHECKPOINT_NAME).exists():
-        raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out.")
-    run = _builder(config["method"])(config, data_dir=args.data_dir)
+            raise UsageError(f"--resume with a different config {changed}; drop those flags (the checkpoint "
+                             "holds the settings) or choose a new --out.")
+    else:
+        if (out / CHECKPOINT_NAME).exists():
+            raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another "
+                             "--out.")
+        config = {**TRAIN_DEFAULTS, **given}
+    for flag, methods in METHOD_FLAGS.items():
+        if flag in config and config["method"] not in methods:
+            raise UsageError(f"--{flag} applies to --method {' or '.join(sorted(methods))}, "
+                             f"not {config['method']}")
+    if args.data_dir is not None and config.get("data") != "mnist":
+        raise UsageError(f"--data-dir applies to --data mnist, not {config.get('data')}; the other data sets "
+                         "ship with jsnn or are generated.")
+    run = _builder(config, f"--resume checkpoint {out / CHECKPOINT_NAME}" if args.resume else "the flags")(
+        config, data_dir=args.data_dir)
     result = run(out_dir=out, resume=args.resume, progress=not args.no_progress)
     atomic_write_bytes(out / "result.json", json.dumps(result, indent=2).encode())
-    return result
+    if result.get("interrupted"):
+        print(f"jsnn: interrupted; the checkpoint is {out / CHECKPOINT_NAME}. Continue with: "
+              f"jsnn train --resume --out {out}", file=sys.stderr)
+        return result, 130
+    return result, 0
 
 
 def _evaluate(args) -> dict[str, Any]:
     from jsnn.checkpoint import read_header
 
-    header = read_header(args.checkpoint)
-    config = header["config"]
-    return _builder(config["method"])(config, data_dir=args.data_dir).evaluate(args.checkpoint)
+    checkpoint = _checkpoint_path(args.checkpoint)
+    config = read_header(checkpoint)["config"]
+    return _builder(config, f"checkpoint {checkpoint}")(config, data_dir=args.data_dir).evaluate(checkpoint)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jsnn`` console script; returns the exit status."""
     from jsnn.checkpoint import CheckpointError
     from jsnn.data import DataError
+    from jsnn.train import TrainingDiverged
 
+    status = 0
     try:
         args = _parser().parse_args(argv)
         if args.command == "train":
-            result = _train(args)
+            result, status = _train(args)
         elif args.command == "evaluate":
             result = _evaluate(args)
         elif args.command == "lower":
@@ -194,14 +268,21 @@ def main(argv: list[str] | None = None) -> int:
             from jsnn.data import dataset_info
 
             result = dataset_info(data_dir=args.data_dir)
-    except (UsageError, DataError, CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"jsnn: error: {err}", file=sys.stderr)
+    except (UsageError, DataError, CheckpointError, TrainingDiverged, ValueError) as err:
+        print(f"jsnn: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a read-only folder, ...: what was on disk before is kept
+        print(f"jsnn: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("jsnn: interrupted", file=sys.stderr)
         return 130
-    print(json.dumps(result, indent=2))
-    return 0
+    print(json.dumps(result))  # stdout holds JSON lines only: the epoch records, then this summary
+    return status
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

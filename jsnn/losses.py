@@ -1,7 +1,10 @@
 """Losses and regularisers on the output of a spiking network, for one sample.
 
 Each loss takes the output sequence ``(T, K)`` of one sample and an integer label, and
-returns a scalar; average over a batch with ``jax.vmap`` and ``mean``. Each classification
+returns a scalar; average over a batch with ``jax.vmap`` and ``mean``. A concrete label
+outside ``[0, K)`` raises ``ValueError``; under ``jit`` or ``vmap`` (a traced label) it
+makes the loss NaN, which :func:`jsnn.train.fit` reports as a diverged run, never a
+finite loss on a wrong class. Each classification
 loss has a matching ``predict_*`` function that gives the decision it trains for.
 
 References:
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 __all__ = [
@@ -32,8 +36,27 @@ def _check_outputs(out: Array) -> None:
                          "Use jax.vmap over the batch.")
 
 
+def _check_label(label, num_classes: int) -> None:
+    """Refuse a concrete label outside ``[0, num_classes)``; a traced one is handled by the caller (NaN loss)."""
+    if isinstance(label, jax.core.Tracer):
+        return
+    value = np.asarray(label)
+    if value.ndim != 0 or not np.issubdtype(value.dtype, np.integer):
+        raise ValueError(f"a label must be one integer; got {label!r}. Use jax.vmap over a batch of labels.")
+    if not 0 <= int(value) < num_classes:
+        raise ValueError(f"label {int(value)} is outside [0, {num_classes}) for {num_classes} output classes.")
+
+
+def _valid(loss: Array, label, num_classes: int) -> Array:
+    """``loss``, or NaN where a traced label lies outside ``[0, num_classes)`` (so the training loop stops)."""
+    _check_label(label, num_classes)
+    ok = (label >= 0) & (label < num_classes)
+    return jnp.where(ok, loss, jnp.nan)
+
+
 def _ce(logits: Float[Array, " K"], label: Int[Array, ""]) -> Float[Array, ""]:
-    return -jax.nn.log_softmax(logits)[label]
+    k = logits.shape[-1]
+    return _valid(-jax.nn.log_softmax(logits)[jnp.clip(label, 0, k - 1)], label, k)
 
 
 def count_logits(spikes: Float[Array, "T K"]) -> Float[Array, " K"]:
@@ -99,7 +122,7 @@ def mse_membrane(
     """
     _check_outputs(v)
     target = jnp.where(jnp.arange(v.shape[1]) == label, on, off).astype(v.dtype)
-    return jnp.mean((v - target) ** 2)
+    return _valid(jnp.mean((v - target) ** 2), label, v.shape[1])
 
 
 def rate_regularizer(

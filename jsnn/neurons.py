@@ -27,6 +27,7 @@ from typing import Any, Literal, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from jsnn.surrogate import FastSigmoid, Surrogate
@@ -130,6 +131,26 @@ def _check_flags(neuron) -> None:
         raise ValueError(f"order must be 'leak_first' or 'reset_first'; got {order!r}.")
 
 
+def _check_range(neuron, name: str, low: float, high: float, *, open_low: bool = False) -> None:
+    """Refuse a concrete parameter outside its range (traced values, as in a sweep, are not checked)."""
+    value = getattr(neuron, name)
+    if isinstance(value, jax.core.Tracer):
+        return
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{type(neuron).__name__}.{name} must be a number or an array; got {value!r}.") from None
+    ok = np.isfinite(arr) & (arr > low if open_low else arr >= low) & (arr <= high)
+    if not bool(np.all(ok)):
+        bad = arr[~ok].ravel()[0] if arr.ndim else float(arr)
+        interval = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{type(neuron).__name__}.{name} must be finite and in {interval}; got {bad}.")
+
+
+def _check_threshold(neuron) -> None:
+    _check_range(neuron, "threshold", 0.0, np.inf, open_low=True)
+
+
 class _SpikingState(NamedTuple):
     v: Array
     s: Array
@@ -140,6 +161,9 @@ class _ThresholdNeuron(Neuron):
 
     def __check_init__(self):
         _check_flags(self)
+        _check_threshold(self)
+        if isinstance(self, LIF):
+            _check_range(self, "decay", 0.0, 1.0)
 
     def init_state(self, shape, dtype):
         zeros = jnp.zeros(shape, dtype)
@@ -249,6 +273,9 @@ class CubaLIF(Neuron):
 
     def __check_init__(self):
         _check_flags(self)
+        _check_threshold(self)
+        _check_range(self, "decay_syn", 0.0, 1.0)
+        _check_range(self, "decay_mem", 0.0, 1.0)
 
     def init_state(self, shape, dtype):
         zeros = jnp.zeros(shape, dtype)
@@ -275,6 +302,9 @@ class LI(Neuron):
     """
 
     decay: float | Array = 0.9
+
+    def __check_init__(self):
+        _check_range(self, "decay", 0.0, 1.0)
 
     def init_state(self, shape, dtype):
         return jnp.zeros(shape, dtype)

@@ -275,7 +275,7 @@ class Sequential(eqx.Module):
 
 def mlp(
     in_features: int,
-    hidden: Sequence[int],
+    hidden: Sequence[int] | int,
     out_features: int,
     *,
     neuron: Neuron | None = None,
@@ -291,7 +291,7 @@ def mlp(
 
     Args:
       in_features: input width.
-      hidden: hidden widths (any number of layers, possibly none).
+      hidden: hidden widths (any number of layers, possibly none); an int is one hidden layer.
       out_features: number of outputs (classes).
       neuron: the hidden neuron (default ``LIF()``), shared by all hidden layers.
       readout: the output neuron (default ``LI(decay=0.9)``; use a ``LIF`` for spike outputs).
@@ -315,7 +315,11 @@ def mlp(
 
     neuron = LIF() if neuron is None else neuron
     readout = LI() if readout is None else readout
+    hidden = [hidden] if isinstance(hidden, int) else list(hidden)
     sizes = [in_features, *hidden, out_features]
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        raise TypeError(f"mlp sizes must be integers; got in_features={in_features!r}, hidden={hidden!r}, "
+                        f"out_features={out_features!r}.")
     keys = jax.random.split(key, len(sizes) - 1)
     layers: list[eqx.Module] = []
     for i, k in enumerate(keys):

@@ -15,7 +15,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from jsnn.neurons import Trace
-from jsnn.nn import Sequential
+from jsnn.nn import Conv2d, Linear, Sequential
 
 __all__ = ["simulate", "simulate_batch"]
 
@@ -27,6 +27,22 @@ def _param_dtype(net: Sequential):
     return jnp.float32
 
 
+def _check_step_shape(net: Sequential, shape: tuple[int, ...]) -> None:
+    """Refuse inputs whose per-step shape cannot be what the first layer takes (a batch read as time)."""
+    if shape[0] == 0:
+        raise ValueError(f"inputs have no time steps (shape {shape}); pass at least one step.")
+    first = net.layers[0] if net.layers else None
+    if isinstance(first, Linear):
+        ok, what = len(shape) == 2, f"(time, {first.in_features})"  # the Linear layer names a wrong width
+    elif isinstance(first, Conv2d):
+        ok, what = len(shape) == 4 and shape[1] == first.weight.shape[1], f"(time, {first.weight.shape[1]}, H, W)"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"inputs of shape {shape} do not fit the network, which takes one sample of shape {what}. "
+                         "A batch (batch, time, ...) goes through jsnn.simulate_batch or jax.vmap.")
+
+
 def _prepare_inputs(net: Sequential, inputs) -> Array:
     inputs = jnp.asarray(inputs)
     if inputs.ndim < 2:
@@ -35,6 +51,7 @@ def _prepare_inputs(net: Sequential, inputs) -> Array:
             "Encode static data first (e.g. jsnn.encode.rate), and batch with jax.vmap "
             "or simulate_batch."
         )
+    _check_step_shape(net, inputs.shape)
     dtype = _param_dtype(net)
     if jnp.issubdtype(inputs.dtype, jnp.bool_) or jnp.issubdtype(inputs.dtype, jnp.integer):
         return inputs.astype(dtype)

@@ -30,10 +30,11 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray, PyTree
 from tqdm.auto import tqdm
 
-from jsnn.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from jsnn.checkpoint import NonFiniteStateError, atomic_write_bytes, is_finite_tree, load_checkpoint, save_checkpoint
 from jsnn.data import iterate_batches, num_batches
 
-__all__ = ["FitResult", "Method", "TrainingDiverged", "TrainingRun", "evaluate", "fit"]
+__all__ = ["DivergenceGuard", "FitResult", "Method", "StopRequest", "TrainingDiverged", "TrainingRun", "evaluate",
+           "fit"]
 
 CHECKPOINT_NAME = "checkpoint.eqx"
 METRICS_NAME = "metrics.jsonl"
@@ -58,7 +59,61 @@ class Method(NamedTuple):
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN, infinite or exploded, the outputs saturated, or the state became non-finite."""
+
+
+@dataclass(frozen=True)
+class DivergenceGuard:
+    """When :func:`fit` stops a run as diverged (checked after every step).
+
+    A run diverges when its loss is NaN or infinite (at once), or, for ``patience`` steps in a row,
+    when the loss exceeds ``loss_factor * max(reference, 1)`` (the reference is the run's first
+    loss, before any update; it is stored in the checkpoint so a resumed run keeps it) or when the
+    method's ``"saturated"`` metric (the fraction of samples whose outputs are saturated, for
+    example every output spike buffer overflowing) is at least ``saturated``.
+
+    Attributes:
+      loss_factor: how far above its first value the loss may rise.
+      saturated: the fraction of saturated samples that counts as diverged.
+      patience: consecutive bad steps before stopping (a single outlier batch does not stop a run).
+    """
+
+    loss_factor: float = 1e3
+    saturated: float = 0.99
+    patience: int = 10
+
+    def __post_init__(self):
+        if not self.loss_factor > 1 or not 0 < self.saturated <= 1 or self.patience < 1:
+            raise ValueError(f"DivergenceGuard needs loss_factor > 1, 0 < saturated <= 1 and patience >= 1; "
+                             f"got {self}.")
+
+
+class _DivergenceMonitor:
+    """Applies a :class:`DivergenceGuard` to the metrics of successive steps."""
+
+    def __init__(self, guard: DivergenceGuard):
+        self.guard = guard
+        self.reference: float | None = None
+        self.bad_steps = 0
+
+    def check(self, metrics: dict[str, Array]) -> str | None:
+        """The reason the run diverged at this step, or ``None``."""
+        loss = float(metrics["loss"])
+        if not math.isfinite(loss):
+            return f"the loss became {loss}"
+        if self.reference is None:
+            self.reference = loss
+        bound = self.guard.loss_factor * max(abs(self.reference), 1.0)
+        saturated = float(metrics["saturated"]) if "saturated" in metrics else 0.0
+        if loss > bound:
+            reason = f"the loss exploded to {loss:.3g} (first loss {self.reference:.3g})"
+        elif saturated >= self.guard.saturated:
+            reason = f"the outputs saturated on {saturated:.0%} of the samples"
+        else:
+            self.bad_steps = 0
+            return None
+        self.bad_steps += 1
+        return f"{reason} for {self.bad_steps} steps in a row" if self.bad_steps >= self.guard.patience else None
 
 
 @dataclass
@@ -100,7 +155,7 @@ def evaluate(method: Method, state: PyTree, x: np.ndarray, y: np.ndarray, *, bat
     return correct / n
 
 
-class _StopRequest:
+class StopRequest:
     """Turns SIGINT (Ctrl-C) into a flag the loop checks between steps, so a step is never torn."""
 
     def __init__(self):
@@ -153,6 +208,7 @@ def fit(
     log_every: int = 50,
     progress: bool = True,
     stop_after_steps: int | None = None,
+    divergence: DivergenceGuard | None = None,
 ) -> FitResult:
     """Train ``method`` on ``train`` for ``epochs`` epochs.
 
@@ -169,12 +225,16 @@ def fit(
       log_every: write a step metrics line every this many steps.
       progress: show a tqdm progress bar.
       stop_after_steps: stop (with a checkpoint) after this global step, as Ctrl-C would.
+      divergence: when a run counts as diverged (default :class:`DivergenceGuard`); checked after
+        every step.
 
     Returns:
       A :class:`FitResult`.
 
     Raises:
-      TrainingDiverged: the loss became non-finite; the message names the last good checkpoint.
+      TrainingDiverged: the loss became non-finite or exploded, the outputs saturated, or the state
+        became non-finite; nothing is saved then, and the message names the last good checkpoint,
+        which stays as it was.
     """
     x_train, y_train = train
     steps_per_epoch = num_batches(len(y_train), batch_size, drop_last=True)
@@ -187,26 +247,47 @@ def fit(
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / CHECKPOINT_NAME if out else None
     metrics_path = out / METRICS_NAME if out else None
+    guard = divergence or DivergenceGuard()
+    monitor = _DivergenceMonitor(guard)
+    saved_step: int | None = None  # the step of the checkpoint on disk, if any
     if resume:
         if ckpt is None or not ckpt.exists():
             raise FileNotFoundError(f"--resume needs a checkpoint at {ckpt}; none found. Start without --resume.")
         state, header = load_checkpoint(ckpt, state)
         epoch, batch, step = header["epoch"], header["batch"], header["step"]
+        monitor.reference = header.get("reference_loss")
+        saved_step = step
         _trim_metrics(metrics_path, step)
     if out:
         out.mkdir(parents=True, exist_ok=True)
         if not resume and metrics_path.exists():
             metrics_path.unlink()
 
+    def last_good() -> str:
+        if saved_step is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint {ckpt} (step {saved_step}) is kept"
+
+    def diverged(what: str) -> TrainingDiverged:
+        return TrainingDiverged(f"training diverged at step {step}: {what}; {last_good()}. "
+                                "Lower the learning rate or check the data.")
+
     def checkpoint():
-        if ckpt is not None:
-            save_checkpoint(ckpt, state, {"config": config or {}, "epoch": epoch, "batch": batch, "step": step})
+        nonlocal saved_step
+        if ckpt is None:
+            return
+        try:
+            save_checkpoint(ckpt, state, {"config": config or {}, "epoch": epoch, "batch": batch, "step": step,
+                                          "reference_loss": monitor.reference})
+        except NonFiniteStateError:
+            raise diverged("the training state holds NaN or infinite values") from None
+        saved_step = step
 
     jit_step = eqx.filter_jit(method.step)
     history: list[dict[str, Any]] = []
     test_acc = None
     interrupted = False
-    with _StopRequest() as stop:
+    with StopRequest() as stop:
         while epoch < epochs:
             batches: Iterator = iterate_batches(
                 (x_train, y_train), batch_size, key=jax.random.fold_in(data_key, epoch), start_batch=batch
@@ -214,33 +295,34 @@ def fit(
             bar = tqdm(total=steps_per_epoch, initial=batch, desc=f"epoch {epoch + 1}/{epochs}",
                        disable=not progress, leave=False, dynamic_ncols=True)
             running: dict[str, float] = {}
-            for xb, yb in batches:
-                state, metrics = jit_step(state, xb, yb, jax.random.fold_in(step_key, step))
-                step += 1
-                batch += 1
-                if step % log_every == 0 or batch == steps_per_epoch:
-                    values = _to_python(metrics)
-                    if not math.isfinite(values["loss"]):
-                        bar.close()
-                        where = f"the last good checkpoint is {ckpt}" if ckpt and ckpt.exists() else "no checkpoint was written yet"
-                        raise TrainingDiverged(f"loss became {values['loss']} at step {step}; {where}. "
-                                               "Lower the learning rate or check the data.")
-                    running = values
-                    if "correct" in values:
-                        running["acc"] = values.pop("correct") / len(yb)
-                    record = {"step": step, "epoch": epoch, **running}
-                    if metrics_path:
-                        _append_jsonl(metrics_path, record)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()})
-                bar.update(1)
-                interrupted = stop.requested or (stop_after_steps is not None and step >= stop_after_steps)
-                if interrupted and batch < steps_per_epoch:
-                    break
-            bar.close()
+            try:
+                for xb, yb in batches:
+                    state, metrics = jit_step(state, xb, yb, jax.random.fold_in(step_key, step))
+                    step += 1
+                    batch += 1
+                    problem = monitor.check(metrics)
+                    if problem:
+                        raise diverged(problem)
+                    if step % log_every == 0 or batch == steps_per_epoch:
+                        running = _to_python(metrics)
+                        if "correct" in running:
+                            running["acc"] = running.pop("correct") / len(yb)
+                        record = {"step": step, "epoch": epoch, **running}
+                        if metrics_path:
+                            _append_jsonl(metrics_path, record)
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()})
+                    bar.update(1)
+                    interrupted = stop.requested or (stop_after_steps is not None and step >= stop_after_steps)
+                    if interrupted and batch < steps_per_epoch:
+                        break
+            finally:
+                bar.close()
             if batch < steps_per_epoch:  # stopped mid-epoch: save the position, skip the epoch summary
                 checkpoint()
                 break
             epoch, batch = epoch + 1, 0
+            if not is_finite_tree(state):
+                raise diverged("the training state holds NaN or infinite values")
             record = {"step": step, "epoch": epoch, **{f"train_{k}": v for k, v in running.items()}}
             if test is not None:
                 test_acc = evaluate(method, state, *test)
@@ -254,6 +336,8 @@ def fit(
             checkpoint()
             if interrupted:
                 break
+    if test is not None and test_acc is None and epoch >= epochs:  # resumed a finished run: nothing to train
+        test_acc = evaluate(method, state, *test)
     return FitResult(state=state, test_accuracy=test_acc, history=history, interrupted=interrupted)
 
 

@@ -229,3 +229,11 @@ def test_mismatched_inputs_raise_clear_errors():
         AdmmOptions(sweep="sideways")
     with pytest.raises(ValueError, match="samples of"):
         make_batch(np.zeros((2, T, 5)), np.array([0, 1]), layout)
+
+
+def test_make_batch_refuses_labels_outside_the_classes():
+    layout = StateLayout(num_samples=2, num_steps=T)
+    with pytest.raises(ValueError, match=">= 0"):
+        make_batch(np.zeros((2, T, 5)), np.array([0, -1]), layout)
+    with pytest.raises(ValueError, match="outside the 3 classes"):
+        make_batch(np.zeros((2, T, 5)), np.array([0, 3]), layout, targets=np.eye(3)[[0, 1]])

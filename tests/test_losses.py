@@ -43,3 +43,21 @@ def test_rate_regularizer():
 def test_batched_shapes_are_rejected_with_a_hint():
     with pytest.raises(ValueError, match="vmap"):
         losses.ce_count(jnp.ones((2, 6, 4), jnp.float32), 0)
+
+
+@pytest.mark.parametrize("name", ["ce_count", "ce_mean_membrane", "ce_max_membrane", "ce_last_membrane",
+                                  "mse_membrane"])
+@pytest.mark.parametrize("label", [10, 12, -1])
+def test_out_of_range_label_is_refused_or_nan(name, label):
+    loss = getattr(losses, name)
+    out = jnp.ones((3, 10))
+    with pytest.raises(ValueError, match="outside \\[0, 10\\)"):
+        loss(out, label)
+    traced = jax.jit(loss)(out, jnp.asarray(label))  # under jit the label is not concrete: the loss is NaN
+    assert jnp.isnan(traced)
+    assert jnp.isfinite(jax.jit(loss)(out, jnp.asarray(9)))
+
+
+def test_label_must_be_one_integer():
+    with pytest.raises(ValueError, match="one integer"):
+        losses.ce_count(jnp.ones((3, 10)), jnp.array([1, 2]))

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 
 import equinox as eqx
 import jax
@@ -171,3 +172,63 @@ def test_decay_compensation_is_one_where_the_decay_is_exact():
     net = mlp(4, [3], 2, key=jax.random.key(0))
     _, report = lower(net, "spinnaker", np.ones((1, 5, 4)))
     assert [r["decay_gain"] for r in report] == pytest.approx([1.0, 1.0], abs=1e-9)
+
+
+def _edit(manifest, path):
+    """Apply one edit that changes what the tables compute; returns the field's name as the error names it."""
+    edits = {
+        "layers[0].threshold_shift": lambda m: m["layers"][0].__setitem__("threshold_shift",
+                                                                         m["layers"][0].get("threshold_shift", 0) + 1),
+        "layers[0].out_features": lambda m: m["layers"][0].__setitem__("out_features", 5),
+        "dt": lambda m: m.__setitem__("dt", 2e-3),
+        "input.scale": lambda m: m["input"].__setitem__("scale", m["input"]["scale"] * 2),
+        "profile.weight_bits": lambda m: m["profile"].__setitem__("weight_bits", 4),
+        "profile.state_bits": lambda m: m["profile"].__setitem__("state_bits", 12),
+    }
+    edits[path](manifest)
+
+
+@pytest.mark.parametrize("field", ["layers[0].threshold_shift", "layers[0].out_features", "dt", "input.scale",
+                                   "profile.weight_bits", "profile.state_bits"])
+def test_any_edit_of_a_computing_field_is_refused_by_name(tmp_path, tables, field):
+    save_tables(tables[0], tmp_path)
+    path = tmp_path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    _edit(manifest, field)
+    path.write_text(json.dumps(manifest, indent=2))
+    with pytest.raises(TablesError, match=re.escape(field)):
+        load_tables(tmp_path)
+
+
+def test_decay_code_edit_is_refused(tmp_path, tables):
+    save_tables(tables[0], tmp_path)
+    path = tmp_path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    layer = next(i for i, l in enumerate(manifest["layers"]) if "decay" in json.dumps(l))
+    key = next(k for k in manifest["layers"][layer] if "decay" in k)
+    manifest["layers"][layer][key] = {"edited": True}
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(TablesError, match=re.escape(f"layers[{layer}].{key}")):
+        load_tables(tmp_path)
+
+
+def test_manifest_without_integrity_record_is_refused(tmp_path, tables):
+    save_tables(tables[0], tmp_path)
+    path = tmp_path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["integrity"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(TablesError, match="no integrity record"):
+        load_tables(tmp_path)
+
+
+@pytest.mark.parametrize("offset", [0, "middle", -1])
+def test_a_flipped_byte_in_the_npz_says_damaged(tmp_path, tables, offset):
+    save_tables(tables[0], tmp_path)
+    path = tmp_path / "tables.npz"
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2 if offset == "middle" else offset
+    data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(TablesError, match="damaged"):
+        load_tables(tmp_path)

@@ -101,3 +101,27 @@ def test_currents_without_time_axis_are_rejected():
 def test_integer_currents_are_rejected():
     with pytest.raises(TypeError, match="floating"):
         LIF()(jnp.ones((3, 2), jnp.int32))
+
+
+@pytest.mark.parametrize(("build", "field"), [
+    (lambda v: LIF(decay=v), "decay"), (lambda v: CubaLIF(decay_mem=v), "decay_mem"),
+    (lambda v: CubaLIF(decay_syn=v), "decay_syn"), (lambda v: LI(decay=v), "decay"),
+])
+@pytest.mark.parametrize("value", [-0.5, 1.5, float("nan"), np.array([0.5, 1.2])])
+def test_decay_outside_the_unit_interval_is_refused(build, field, value):
+    with pytest.raises(ValueError, match=f"{field} must be finite and in \\[0, 1\\]"):
+        build(value)
+
+
+@pytest.mark.parametrize("neuron", [LIF, IF, CubaLIF])
+@pytest.mark.parametrize("value", [0.0, -1.0, float("inf"), np.array([1.0, 0.0])])
+def test_threshold_must_be_positive_and_finite(neuron, value):
+    with pytest.raises(ValueError, match=r"threshold must be finite and in \(0, inf\]"):
+        neuron(threshold=value)
+
+
+def test_valid_edges_and_traced_parameters_are_accepted():
+    LIF(decay=0.0, threshold=1e-3), LIF(decay=1.0), LI(decay=jnp.array([0.0, 1.0]))
+    # under vmap (a sweep) the values are traced and not checked here
+    out = jax.vmap(lambda d: LIF(decay=d)(jnp.ones((2, 1)))[0].sum())(jnp.array([0.5, 0.9]))
+    assert out.shape == (2,)

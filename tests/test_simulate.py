@@ -147,3 +147,29 @@ def test_time_chunks_give_the_same_outputs_traces_and_gradients(chunk):
     grads_c = jax.tree.leaves(eqx.filter_grad(loss)(chunked))
     for a, b in zip(grads, grads_c, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_a_batch_is_not_read_as_time():
+    net = mlp(6, [4], 3, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="simulate_batch"):
+        simulate(net, jnp.ones((2, 5, 6)))
+    assert simulate_batch(net, jnp.ones((2, 5, 6), jnp.float32)).shape == (2, 5, 3)
+
+
+def test_no_time_steps_is_explained():
+    net = mlp(64, [4], 3, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="no time steps"):
+        simulate(net, jnp.ones((0, 64)))
+
+
+def test_conv_input_shape_is_checked():
+    net = Sequential([Conv2d(2, 3, 3, key=jax.random.key(0)), LIF(), Flatten()])
+    with pytest.raises(ValueError, match=r"\(time, 2, H, W\)"):
+        simulate(net, jnp.ones((4, 3, 2, 6, 6)))
+
+
+def test_mlp_takes_an_int_hidden_width_and_explains_bad_sizes():
+    assert [type(l).__name__ for l in mlp(64, 128, 10, key=jax.random.key(0)).layers] == ["Linear", "LIF", "Linear",
+                                                                                            "LI"]
+    with pytest.raises(TypeError, match="integers"):
+        mlp(64, [12.5], 10, key=jax.random.key(0))

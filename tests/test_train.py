@@ -135,3 +135,57 @@ def test_step_compiles_once_for_new_hyperparameter_values(digits):
     step(state_with(1e-3, 0.9, 1.0), x, y, jax.random.key(1))
     step(state_with(5e-2, 0.8, 0.7), x, y, jax.random.key(2))
     assert step._cached._cache_size() == 1
+
+
+def _toy_method(loss_at, saturated_at=lambda step: 0.0, poison_at=None):
+    """A cheap method whose loss (and 'saturated' metric) follow a script; its weight turns NaN at ``poison_at``."""
+
+    def init(key):
+        return {"w": jnp.zeros(2), "count": jnp.zeros((), jnp.int32)}
+
+    def step(state, x, y, key):
+        count = state["count"] + 1
+        w = state["w"] + 1.0
+        if poison_at is not None:
+            w = jnp.where(count >= poison_at, jnp.nan, w)
+        loss = jax.pure_callback(lambda c: np.float32(loss_at(int(c))), jax.ShapeDtypeStruct((), jnp.float32),
+                                 state["count"])
+        sat = jax.pure_callback(lambda c: np.float32(saturated_at(int(c))), jax.ShapeDtypeStruct((), jnp.float32),
+                                state["count"])
+        return {"w": w, "count": count}, {"loss": loss, "saturated": sat}
+
+    return Method(init=init, step=step, predict=lambda state, x: jnp.zeros(len(x), jnp.int32),
+                  network=lambda state: state)
+
+
+TOY_DATA = (np.zeros((40, 2), np.float32), np.zeros(40, np.int32))
+
+
+def test_a_nonfinite_state_never_replaces_the_last_good_checkpoint(tmp_path):
+    fit(_toy_method(lambda c: 1.0), TOY_DATA, None, epochs=1, batch_size=4, out_dir=tmp_path, progress=False)
+    before = (tmp_path / "checkpoint.eqx").read_bytes()
+    # the weights turn NaN at the last step before an interrupt: the loss of that step was computed before the
+    # update, so only the check at the save can see it
+    method = _toy_method(lambda c: 1.0, poison_at=13)
+    with pytest.raises(TrainingDiverged, match=r"NaN or infinite.*checkpoint.eqx \(step 10\) is kept"):
+        fit(method, TOY_DATA, None, epochs=2, batch_size=4, out_dir=tmp_path, progress=False, resume=True,
+            stop_after_steps=13)
+    assert (tmp_path / "checkpoint.eqx").read_bytes() == before
+
+
+@pytest.mark.parametrize(("loss_at", "saturated_at", "match", "stop_step"), [
+    (lambda c: 2.0 if c < 3 else 1e31, lambda c: 0.0, "exploded", 13),
+    (lambda c: 2.0 if c < 3 else 1e4, lambda c: 0.0, "exploded", 13),
+    (lambda c: 2.0, lambda c: 1.0 if c >= 5 else 0.0, "saturated", 15),
+    (lambda c: 2.0 if c != 4 else float("inf"), lambda c: 0.0, "inf", 5),
+])
+def test_divergence_is_detected_whatever_its_size(tmp_path, loss_at, saturated_at, match, stop_step):
+    with pytest.raises(TrainingDiverged, match=f"at step {stop_step}: .*{match}"):
+        fit(_toy_method(loss_at, saturated_at), TOY_DATA, None, epochs=3, batch_size=4, progress=False)
+
+
+def test_short_loss_spikes_do_not_stop_a_run():
+    spiky = lambda c: 1e5 if c % 5 == 1 else 2.0  # noqa: E731  (bad for 1 step in 5, never 10 in a row)
+    result = fit(_toy_method(spiky, lambda c: float(c % 3 == 0)), TOY_DATA, None, epochs=3, batch_size=4,
+                 progress=False)
+    assert float(result.state["count"]) == 30

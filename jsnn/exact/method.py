@@ -193,7 +193,7 @@ def exact_loss(net: EventNet, config: ExactConfig, x: Float[Array, "B F"], y: In
       >>> net = EventNet((3, 4, 3), key=jax.random.key(0), cfg=cfg.lif, max_spikes=(2, 2), init=cfg.init)
       >>> loss, aux = eqx.filter_jit(exact_loss)(net, cfg, jnp.full((2, 2), 0.5, jnp.float32), jnp.array([0, 1]))
       >>> sorted(aux)
-      ['correct', 'dead', 'grazing', 'overflow', 'overflow_out', 'silent']
+      ['correct', 'dead', 'grazing', 'overflow', 'overflow_out', 'saturated', 'silent']
     """
     t_end = config.t_end
 
@@ -211,14 +211,14 @@ def exact_loss(net: EventNet, config: ExactConfig, x: Float[Array, "B F"], y: In
         overflow = jnp.any(jnp.stack([jnp.any(r.overflow) for r in layers[:-1]] + [jnp.asarray(False)]))
         grazing = sum(jnp.sum(r.grazing) for r in layers)
         fired = [jnp.isfinite(r.times[:, 0]) for r in layers[:-1]]
-        return (loss, pred == yi, overflow, jnp.any(out.overflow), grazing,
+        return (loss, pred == yi, overflow, jnp.any(out.overflow), jnp.all(out.overflow), grazing,
                 jnp.all(~jnp.isfinite(out.times[:, 0])), fired)
 
-    loss, correct, overflow, overflow_out, grazing, silent, fired = jax.vmap(one)(x, y)
+    loss, correct, overflow, overflow_out, saturated, grazing, silent, fired = jax.vmap(one)(x, y)
     count = lambda b: jnp.sum(b.astype(jnp.int32))  # noqa: E731
     dead = [~jnp.any(f, axis=0) for f in fired]  # hidden neurons silent on every sample: no gradient reaches them
     aux = {"correct": count(correct), "overflow": count(overflow), "overflow_out": count(overflow_out),
-           "grazing": jnp.sum(grazing), "silent": count(silent),
+           "grazing": jnp.sum(grazing), "silent": count(silent), "saturated": jnp.mean(saturated),
            "dead": count(jnp.concatenate([*dead, jnp.zeros((0,), bool)]))}
     return jnp.mean(loss), aux
 
@@ -244,8 +244,10 @@ def exact_method(config: ExactConfig, in_features: int, num_classes: int, *,
       A Method whose state is an :class:`ExactState`; ``step`` returns metrics ``loss``, ``correct``,
       ``overflow`` (samples where a hidden layer's spike buffer overflowed, so spikes were lost),
       ``overflow_out`` (the same for the output layer: harmless for the first-spike loss), ``grazing``,
-      ``silent`` (samples with no output spike) and ``dead`` (hidden neurons that fired on no sample of the
-      batch: exact gradients reach a neuron only through its spike times).
+      ``silent`` (samples with no output spike), ``saturated`` (the fraction of samples whose every output
+      neuron overflowed its spike buffer: :func:`jsnn.train.fit` stops a run that stays there) and ``dead``
+      (hidden neurons that fired on no sample of the batch: exact gradients reach a neuron only through its
+      spike times).
 
     Example:
       >>> import equinox as eqx, jax, jax.numpy as jnp

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
+from pathlib import Path
 from typing import Any
 
-__all__ = ["LowerUsageError", "add_parser", "finetune_bptt", "load_network", "run"]
+__all__ = ["LowerUsageError", "add_parser", "check_arguments", "finetune_bptt", "load_network", "run"]
 
 
 class LowerUsageError(ValueError):
@@ -93,6 +95,52 @@ def finetune_bptt(net, tables, training, calibration, *, epochs: int, lr: float,
                          optimizer=optax.adam(lr), epochs=epochs)
 
 
+def check_arguments(args) -> Path:
+    """Check every ``jsnn lower`` option before any work starts; returns the output folder.
+
+    The output folder may be new, empty, or an earlier ``jsnn lower`` output (which is then
+    replaced whole); any other non-empty folder is refused, so unrelated files are never mixed in.
+    """
+    from jsnn.checkpoint import check_output_folder
+    from jsnn.lower.profiles import get_profile
+
+    try:
+        out = check_output_folder(args.out, flag="--out")
+    except ValueError as err:
+        raise LowerUsageError(str(err)) from None
+    get_profile(args.target)
+    checks = [
+        (args.weight_bits is None or 2 <= args.weight_bits <= 16, f"--weight-bits must be in 2..16; got {args.weight_bits}"),
+        (args.calibration_samples >= 1, f"--calibration-samples must be positive; got {args.calibration_samples}"),
+        (math.isfinite(args.headroom) and 0 < args.headroom <= 1, f"--headroom must be in (0, 1]; got {args.headroom}"),
+        (math.isfinite(args.dt) and args.dt > 0, f"--dt must be a positive number of seconds; got {args.dt}"),
+        (args.finetune_epochs >= 0, f"--finetune-epochs must be >= 0; got {args.finetune_epochs}"),
+        (math.isfinite(args.finetune_lr) and args.finetune_lr > 0,
+         f"--finetune-lr must be positive; got {args.finetune_lr}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise LowerUsageError(message + ".")
+    if out.is_dir() and any(out.iterdir()) and not _is_lower_output(out):
+        raise LowerUsageError(f"--out {out} is a non-empty folder that `jsnn lower` did not write; choose a new or "
+                              "empty folder (an earlier jsnn lower output there is replaced whole).")
+    return out
+
+
+def _is_lower_output(folder: Path) -> bool:
+    import json
+
+    from jsnn.lower.tables import FORMAT
+
+    allowed = {"tables.npz", "manifest.json", "jsnn_net.h", "jsnn_net.c", "network.nir"}
+    if not {p.name for p in folder.iterdir()} <= allowed:
+        return False
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def run(args) -> dict[str, Any]:
     """Lower ``args.checkpoint`` for ``args.target`` into ``args.out``; returns a JSON-able summary."""
     import jax
@@ -100,19 +148,21 @@ def run(args) -> dict[str, Any]:
     import numpy as np
 
     from jsnn.bptt import BPTTConfig, encode_batch
+    from jsnn.checkpoint import staged_folder
     from jsnn.lower.calibrate import lower_calibrated
     from jsnn.lower.profiles import get_profile
     from jsnn.lower.tables import save_tables
+    from jsnn.nn import Sequential
 
+    out = check_arguments(args)
     profile = get_profile(args.target)
     if args.weight_bits is not None:
         profile = dataclasses.replace(profile, weight_bits=args.weight_bits)
-    if args.calibration_samples < 1:
-        raise LowerUsageError(f"--calibration-samples must be positive; got {args.calibration_samples}.")
-    if args.finetune_epochs < 0 or not args.finetune_lr > 0:
-        raise LowerUsageError(f"--finetune-epochs must be >= 0 and --finetune-lr positive; got "
-                              f"{args.finetune_epochs} and {args.finetune_lr}.")
     net, training = load_network(args.checkpoint, data_dir=args.data_dir)
+    if not isinstance(net, Sequential):
+        raise LowerUsageError(f"{args.checkpoint} holds a {type(net).__name__} (--method "
+                              f"{training.config.get('method')}); jsnn lower takes the discrete-time Sequential "
+                              "networks that --method bptt and admm train.")
     if args.finetune_epochs and training.config.get("method") != "bptt":
         raise LowerUsageError(f"--finetune-epochs needs a BPTT checkpoint (its loss and encoding); "
                               f"{args.checkpoint} was trained with --method {training.config.get('method')}.")
@@ -128,12 +178,12 @@ def run(args) -> dict[str, Any]:
         from jsnn.lower.nir_io import to_nir
 
         to_nir(net, dt=args.dt)  # fails before any file is written if the net has no NIR form
-    files = save_tables(tables, args.out)
-    if args.nir:
-        from pathlib import Path
+    with staged_folder(out) as staging:  # the folder is replaced whole: never a mix of two runs' files
+        staged = save_tables(tables, staging)
+        if args.nir:
+            from jsnn.lower.nir_io import write_nir
 
-        from jsnn.lower.nir_io import write_nir
-
-        files["nir"] = str(Path(args.out) / "network.nir")
-        write_nir(files["nir"], net, dt=args.dt)
+            staged["nir"] = str(staging / "network.nir")
+            write_nir(staged["nir"], net, dt=args.dt)
+    files = {kind: str(out / Path(path).name) for kind, path in staged.items()}
     return {"target": profile.name, "weight_bits": profile.weight_bits, "files": files, "report": report}

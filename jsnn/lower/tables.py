@@ -44,8 +44,9 @@ import hashlib
 import io
 import json
 import os
-from pathlib import Path
+import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -64,7 +65,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "LoweringError", "Tables", "TablesError",
            "quantize_inputs", "save_tables", "shadow_network"]
 
 FORMAT = "jsnn-lower-tables"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest carries an integrity record (checksums of every field and of tables.npz)
 _ACC_LIMIT = 2**30  # static bound on every pre-overflow sum (int32 with a guard bit)
 
 SEMANTICS = [
@@ -495,11 +496,27 @@ def _describe(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
             for name, a in sorted(arrays.items())}
 
 
+def _field_digests(manifest: dict[str, Any]) -> dict[str, str]:
+    """Checksums of every field of a manifest, by path (``dt``, ``profile.weight_bits``, ``layers[0].decay``)."""
+    fields: dict[str, Any] = {}
+    for key, value in manifest.items():
+        if isinstance(value, dict):
+            fields.update({f"{key}.{k}": v for k, v in value.items()})
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            fields.update({f"{key}[{i}].{k}": v for i, item in enumerate(value) for k, v in item.items()})
+        else:
+            fields[key] = value
+    canonical = lambda v: json.dumps(v, sort_keys=True, separators=(",", ":")).encode()  # noqa: E731
+    return {path: hashlib.sha256(canonical(v)).hexdigest()[:16] for path, v in sorted(fields.items())}
+
+
 def save_tables(tables: Tables, out_dir: str | os.PathLike) -> dict[str, str]:
     """Write ``tables.npz``, ``manifest.json``, ``jsnn_net.h`` and ``jsnn_net.c`` into ``out_dir``.
 
     Every file is rendered in memory first and written atomically (temporary name, then
-    rename), so an error leaves no partial output.
+    rename), so an error leaves no partial output. The manifest gets an ``integrity`` record:
+    a checksum of every field (so :func:`load_tables` refuses an edited threshold shift, decay,
+    ``dt`` or profile field and names it) and of the ``tables.npz`` file.
 
     Returns:
       file kind -> path.
@@ -510,9 +527,12 @@ def save_tables(tables: Tables, out_dir: str | os.PathLike) -> dict[str, str]:
         raise TablesError("the manifest does not describe these arrays; rebuild the tables with lower().")
     buffer = io.BytesIO()
     np.savez(buffer, **tables.arrays)
+    npz = buffer.getvalue()
+    manifest = {**tables.manifest, "integrity": {"fields": _field_digests(tables.manifest),
+                                                 "tables_npz_sha256": hashlib.sha256(npz).hexdigest()}}
     files = {
-        "tables": ("tables.npz", buffer.getvalue()),
-        "manifest": ("manifest.json", json.dumps(tables.manifest, indent=2, sort_keys=True).encode() + b"\n"),
+        "tables": ("tables.npz", npz),
+        "manifest": ("manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"),
         "header": ("jsnn_net.h", c_header(tables).encode()),
         "program": ("jsnn_net.c", c_program().encode()),
     }
@@ -526,8 +546,9 @@ def load_tables(path: str | os.PathLike) -> Tables:
     """Read tables written by :func:`save_tables`, verifying the manifest against the arrays.
 
     Raises:
-      TablesError: a file is missing, the format is unknown, or an array's name, shape,
-        dtype or checksum differs from the manifest.
+      TablesError: a file is missing or damaged, the format is unknown, a manifest field was
+        edited (the message names it), or an array's name, shape, dtype or checksum differs
+        from the manifest.
     """
     folder = Path(path)
     mpath, apath = folder / "manifest.json", folder / "tables.npz"
@@ -543,17 +564,28 @@ def load_tables(path: str | os.PathLike) -> Tables:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise TablesError(f"{mpath} has format version {manifest.get('format_version')}; this jsnn reads "
                           f"{FORMAT_VERSION}.")
+    integrity = manifest.pop("integrity", None)
+    if not isinstance(integrity, dict) or not isinstance(integrity.get("fields"), dict):
+        raise TablesError(f"{mpath} has no integrity record; it was edited or not written by `jsnn lower`.")
+    stored, actual = integrity["fields"], _field_digests(manifest)
+    edited = sorted(p for p in set(stored) | set(actual) if stored.get(p) != actual.get(p))
+    if edited:
+        raise TablesError(f"{mpath} was edited: {', '.join(edited)} no longer match(es) the values `jsnn lower` "
+                          "wrote; lower the checkpoint again instead of editing the tables.")
     try:
         with np.load(apath, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as err:
-        raise TablesError(f"{apath} is not a readable npz file ({err}).") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise TablesError(f"{apath} is damaged: not a readable npz file ({err}).") from None
     described = _describe(arrays)
     expected = manifest.get("arrays", {})
     if described != expected:
         bad = sorted(n for n in set(described) | set(expected) if described.get(n) != expected.get(n))
         raise TablesError(f"the manifest does not match the arrays in {apath} (names, shapes, dtypes or "
                           f"checksums differ for {bad}); the files were altered or mixed up.")
+    if hashlib.sha256(apath.read_bytes()).hexdigest() != integrity.get("tables_npz_sha256"):
+        raise TablesError(f"{apath} is damaged or was altered (its checksum does not match the manifest); "
+                          "lower the checkpoint again.")
     try:
         Profile.from_dict(manifest["profile"])
     except (TypeError, ValueError, KeyError) as err:

@@ -310,6 +310,10 @@ def make_batch(x, labels, layout: StateLayout, *, targets=None, dtype=jnp.float3
                          f"of {layout.num_steps} steps; build the layout from the data.")
     if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers of shape ({n},); got {labels.dtype} {labels.shape}.")
+    if n and labels.min() < 0:
+        raise ValueError(f"labels must be class indices >= 0; got {labels.min()}.")
+    if targets is not None and n and labels.max() >= np.shape(targets)[-1]:
+        raise ValueError(f"label {labels.max()} is outside the {np.shape(targets)[-1]} classes of the targets.")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise ValueError("x contains NaN or infinity; clean the inputs first.")
     if targets is None:

@@ -55,6 +55,12 @@ _COMMON = {"rho": 1.0, "beta": 0.1, "ridge": 1e-2, "decay": 0.95, "threshold": 1
            "plot": False, "refit_readout": True}
 
 
+#: the largest rho or beta a run accepts: beyond it the penalties swamp the loss in float32 (7 digits), the
+#: weights stop moving and the residuals look converged (rho = beta = 1e30 on digits: ADMM's own readout at
+#: chance level while every residual fell)
+MAX_PENALTY = 1e6
+
+
 class DivergenceError(ValueError):
     """ADMM produced NaNs or exploding residuals; the message names the last good checkpoint."""
 
@@ -127,11 +133,12 @@ class AdmmRun:
 
     def __call__(self, *, out_dir: str | Path | None, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         """Run (or resume) the iterations; return a JSON-able summary."""
-        from jsnn.checkpoint import load_checkpoint, save_checkpoint
+        from jsnn.checkpoint import NonFiniteStateError, load_checkpoint, save_checkpoint
+        from jsnn.train import StopRequest
 
         c = self.config
         start = time.perf_counter()
-        layout, batch, params, opt = self._setup()
+        _, batch, params, opt = self._setup()
         opt_state = opt.init(params)
         out = Path(out_dir) if out_dir is not None else None
         ckpt = out / CHECKPOINT_NAME if out else None
@@ -154,38 +161,57 @@ class AdmmRun:
             finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(new)]))
             return new, opt_state, finite
 
-        last_good = str(ckpt) if ckpt is not None and ckpt.exists() else None
-        first_residual = None
+        saved = it if ckpt is not None and ckpt.exists() else None  # the iteration of the checkpoint on disk
+
+        def last_good() -> str | None:
+            return None if saved is None else f"{ckpt} (iteration {saved}, kept)"
+
+        def save(model_readout) -> None:
+            nonlocal saved
+            if ckpt is None:
+                return
+            try:  # the model's readout rides beside the ADMM iterate, so a resume continues the iterate
+                save_checkpoint(ckpt, (params, opt_state, model_readout),
+                                {"config": c, "step": it, "epoch": it, "batch": 0})
+            except NonFiniteStateError:
+                raise DivergenceError(_diverged_message(it, "the state holds NaN or infinite values",
+                                                        last_good())) from None
+            saved = it
+
+        monitor = _ResidualMonitor()
         bar = tqdm(total=c["iters"], initial=it, desc="admm", disable=not progress, dynamic_ncols=True)
         record: dict[str, Any] = {}
-        while it < c["iters"]:
-            params, opt_state, finite = step(params, opt_state, batch)
-            it += 1
-            bar.update(1)
-            if not bool(finite):
-                raise DivergenceError(_diverged_message(it, "the weights became NaN or infinite", last_good))
-            if it % c["log_every"] == 0 or it == c["iters"]:
-                m = admm_metrics(params, opt_state, batch, rho=c["rho"], beta=c["beta"], decay=c["decay"],
-                                 threshold=c["threshold"])
-                record = {"iter": it, **m, "test_accuracy": self._accuracy(params, *self.test),
-                          "wall_s": round(time.perf_counter() - start, 2)}
-                residual = max(m["rms_cz"] + [m["primal_residual"]])
-                first_residual = residual if first_residual is None else first_residual
-                if not all(math.isfinite(v) for v in [m["lagrangian"], residual]) or residual > 1e4 * max(
-                        first_residual, 1e-3):
-                    raise DivergenceError(_diverged_message(it, f"residuals exploded (max RMS {residual:.3g})",
-                                                            last_good))
-                if metrics_path:
-                    with metrics_path.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
-                bar.set_postfix(loss=f"{m['loss']:.3g}", train=f"{m['train_accuracy']:.3f}",
-                                test=f"{record['test_accuracy']:.3f}")
-            if ckpt is not None and it % c["checkpoint_every"] == 0 and it < c["iters"]:  # the last one follows
-                # the model's readout rides beside the ADMM iterate, so a resume continues the iterate
-                save_checkpoint(ckpt, (params, opt_state, params[-1]), {"config": c, "step": it, "epoch": it,
-                                                                         "batch": 0})
-                last_good = str(ckpt)
+        interrupted = False
+        with StopRequest() as stop:
+            while it < c["iters"]:
+                params, opt_state, finite = step(params, opt_state, batch)
+                it += 1
+                bar.update(1)
+                if not bool(finite):
+                    raise DivergenceError(_diverged_message(it, "the weights became NaN or infinite", last_good()))
+                if it % c["log_every"] == 0 or it == c["iters"]:
+                    m = admm_metrics(params, opt_state, batch, rho=c["rho"], beta=c["beta"], decay=c["decay"],
+                                     threshold=c["threshold"])
+                    record = {"iter": it, **m, "test_accuracy": self._accuracy(params, *self.test),
+                              "wall_s": round(time.perf_counter() - start, 2)}
+                    problem = monitor.check(m)
+                    if problem:
+                        raise DivergenceError(_diverged_message(it, problem, last_good()))
+                    if metrics_path:
+                        with metrics_path.open("a") as f:
+                            f.write(json.dumps(record) + "\n")
+                    bar.set_postfix(loss=f"{m['loss']:.3g}", train=f"{m['train_accuracy']:.3f}",
+                                    test=f"{record['test_accuracy']:.3f}")
+                interrupted = stop.requested
+                if interrupted or (it % c["checkpoint_every"] == 0 and it < c["iters"]):  # the last one follows
+                    save(params[-1])
+                if interrupted:
+                    break
         bar.close()
+        if interrupted:
+            return {"config": c, "interrupted": True, "iterations": it, "test_accuracy": None,
+                    "wall_s": round(time.perf_counter() - start, 2),
+                    **({"checkpoint": str(ckpt)} if ckpt is not None else {})}
         summary: dict[str, Any] = {}
         model = params
         if c["refit_readout"]:
@@ -193,13 +219,12 @@ class AdmmRun:
             summary["test_accuracy_before_refit"] = self._accuracy(params, *self.test)
             model = refit_readout(params, _direct(x, c["T"]), np.eye(self.num_classes)[y], decay=c["decay"],
                                   threshold=c["threshold"], ridge=c["ridge"])
-        if ckpt is not None:
-            save_checkpoint(ckpt, (params, opt_state, model[-1]), {"config": c, "step": it, "epoch": it, "batch": 0})
+        save(model[-1])
         if out and c.get("plot"):
             plot_metrics(metrics_path, out / "metrics.png")
         summary |= {"config": c, "test_accuracy": self._accuracy(model, *self.test),
                    "train_accuracy": record.get("train_accuracy"), "iterations": it,
-                   "wall_s": round(time.perf_counter() - start, 2)}
+                   "interrupted": False, "wall_s": round(time.perf_counter() - start, 2)}
         if ckpt is not None:
             summary["checkpoint"] = str(ckpt)
         return summary
@@ -316,6 +341,35 @@ def accuracy(params, x: np.ndarray, y: np.ndarray, *, decay: float, threshold: f
     return correct / len(y)
 
 
+class _ResidualMonitor:
+    """Stops a run whose Lagrangian or residuals are non-finite, explode, or grow for many checks in a row."""
+
+    #: residual growth over its smallest value that counts as exploding
+    EXPLODE = 1e4
+    #: logged checks in a row with a growing residual, ending at 10x its smallest value, that count as diverging
+    GROWTH_CHECKS = 5
+
+    def __init__(self):
+        self.first: float | None = None
+        self.smallest = math.inf
+        self.previous = math.inf
+        self.growing = 0
+
+    def check(self, m: dict[str, Any]) -> str | None:
+        residual = max(m["rms_cz"] + [m["primal_residual"]])
+        if not all(math.isfinite(v) for v in [m["lagrangian"], m["loss"], residual]):
+            return "the Lagrangian or the residuals became NaN or infinite"
+        self.first = residual if self.first is None else self.first
+        self.smallest = min(self.smallest, residual)
+        self.growing = self.growing + 1 if residual > self.previous else 0
+        self.previous = residual
+        if residual > self.EXPLODE * max(self.first, 1e-3):
+            return f"residuals exploded (max RMS {residual:.3g})"
+        if self.growing >= self.GROWTH_CHECKS and residual > 10 * max(self.smallest, 1e-3):
+            return f"the residuals grew for {self.growing} checks in a row (max RMS {residual:.3g})"
+        return None
+
+
 def _diverged_message(it: int, what: str, last_good: str | None) -> str:
     where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
     return (f"ADMM diverged at iteration {it}: {what}; {where}. "
@@ -395,8 +449,9 @@ def build_admm(config: dict[str, Any], *, data_dir: str | None = None) -> AdmmRu
     full = {**_COMMON, **ADMM_DEFAULTS[full["data"]], **full}
     full["hidden"] = list(full["hidden"])
     for key in ("rho", "beta"):
-        if not full[key] > 0:
-            raise ValueError(f"--{key} must be positive; got {full[key]}.")
+        if not 0 < full[key] <= MAX_PENALTY:
+            raise ValueError(f"--{key} must be in (0, {MAX_PENALTY:g}]; got {full[key]}. A larger penalty swamps the "
+                             "loss in float32, so ADMM stops learning while its residuals look converged.")
     train, test, num_classes = load_split_arrays(full["data"], data_dir)
     n = full.get("train_samples")
     if n is not None:
