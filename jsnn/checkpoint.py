@@ -29,8 +29,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-__all__ = ["CheckpointError", "NonFiniteStateError", "atomic_write_bytes", "check_output_folder", "is_finite_tree",
-           "read_header", "load_checkpoint", "save_checkpoint", "staged_folder"]
+__all__ = ["CheckpointError", "NonFiniteStateError", "atomic_write_bytes", "check_output_folder", "find_checkpoint",
+           "is_finite_tree", "read_header", "load_checkpoint", "save_checkpoint", "staged_folder"]
 
 FORMAT = "jsnn-checkpoint"
 FORMAT_VERSION = 1
@@ -208,6 +208,21 @@ def _split(path: Path) -> tuple[dict[str, Any], bytes]:
         raise CheckpointError(f"{path} is truncated or corrupted (checksum mismatch); resume from an "
                               "earlier checkpoint or retrain.")
     return header, payload
+
+
+def find_checkpoint(path: str | os.PathLike, name: str = "checkpoint.eqx") -> Path:
+    """The checkpoint file ``path``, or the ``name`` file inside the run folder ``path``.
+
+    Raises:
+      CheckpointError: ``path`` is a folder without that file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path} is a folder without a {name}; pass the checkpoint file that "
+                                  "`jsnn train --out DIR` wrote, or its folder DIR.")
+        path = path / name
+    return path
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:

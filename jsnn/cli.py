@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["DATASETS", "METHODS", "UsageError", "builder_for", "main"]
 
 #: method name -> (module, builder); a builder maps (config, data) to (Method, fit options)
 METHODS = {
@@ -165,7 +165,7 @@ def _parser() -> _Parser:
     return parser
 
 
-def _builder(config: dict[str, Any], source: str):
+def builder_for(config: dict[str, Any], source: str):
     """The builder of ``config``'s method; ``source`` names where the config came from, for errors."""
     import importlib
 
@@ -178,19 +178,6 @@ def _builder(config: dict[str, Any], source: str):
                          f"({', '.join(DATASETS)}); it may come from a newer jsnn.")
     module, name = METHODS[config["method"]].split(":")
     return getattr(importlib.import_module(module), name)
-
-
-def _checkpoint_path(path: str) -> Path:
-    """A checkpoint file, given the file itself or the run folder that holds it."""
-    from jsnn.train import CHECKPOINT_NAME
-
-    checkpoint = Path(path)
-    if checkpoint.is_dir():
-        if not (checkpoint / CHECKPOINT_NAME).is_file():
-            raise UsageError(f"{checkpoint} is a folder without a {CHECKPOINT_NAME}; pass the checkpoint file "
-                             "that `jsnn train --out DIR` wrote, or its folder DIR.")
-        checkpoint = checkpoint / CHECKPOINT_NAME
-    return checkpoint
 
 
 def _train(args) -> tuple[dict[str, Any], int]:
@@ -221,7 +208,7 @@ def _train(args) -> tuple[dict[str, Any], int]:
     if args.data_dir is not None and config.get("data") != "mnist":
         raise UsageError(f"--data-dir applies to --data mnist, not {config.get('data')}; the other data sets "
                          "ship with jsnn or are generated.")
-    run = _builder(config, f"--resume checkpoint {out / CHECKPOINT_NAME}" if args.resume else "the flags")(
+    run = builder_for(config, f"--resume checkpoint {out / CHECKPOINT_NAME}" if args.resume else "the flags")(
         config, data_dir=args.data_dir)
     result = run(out_dir=out, resume=args.resume, progress=not args.no_progress)
     atomic_write_bytes(out / "result.json", json.dumps(result, indent=2).encode())
@@ -233,11 +220,11 @@ def _train(args) -> tuple[dict[str, Any], int]:
 
 
 def _evaluate(args) -> dict[str, Any]:
-    from jsnn.checkpoint import read_header
+    from jsnn.checkpoint import find_checkpoint, read_header
 
-    checkpoint = _checkpoint_path(args.checkpoint)
+    checkpoint = find_checkpoint(args.checkpoint)
     config = read_header(checkpoint)["config"]
-    return _builder(config, f"checkpoint {checkpoint}")(config, data_dir=args.data_dir).evaluate(checkpoint)
+    return builder_for(config, f"checkpoint {checkpoint}")(config, data_dir=args.data_dir).evaluate(checkpoint)
 
 
 def main(argv: list[str] | None = None) -> int:

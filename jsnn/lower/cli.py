@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import math
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("lower", help="lower a checkpoint to integer tables for a target",
                               description="Quantise a trained network for a neuromorphic target and write "
                                           "tables.npz, manifest.json, jsnn_net.h, jsnn_net.c (and network.nir).")
-    p.add_argument("checkpoint", help="a checkpoint.eqx written by jsnn train")
+    p.add_argument("checkpoint", help="a checkpoint.eqx written by jsnn train, or its run folder")
     p.add_argument("--target", required=True, help=f"target profile: one of {', '.join(sorted(PROFILES))}")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--weight-bits", type=int, help="override the target's weight width")
@@ -48,15 +47,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def load_network(checkpoint: str, *, data_dir: str | None = None):
     """``(net, run)`` of a checkpoint: the network and the training run its header rebuilds."""
-    from jsnn.checkpoint import read_header
-    from jsnn.cli import METHODS
+    from jsnn.checkpoint import find_checkpoint, read_header
+    from jsnn.cli import builder_for
 
+    checkpoint = find_checkpoint(checkpoint)
     config = read_header(checkpoint).get("config")
-    if not isinstance(config, dict) or config.get("method") not in METHODS:
-        raise LowerUsageError(f"{checkpoint} was not written by `jsnn train` with a known method "
-                              f"({sorted(METHODS)}); it is not a spiking network checkpoint.")
-    module, name = METHODS[config["method"]].split(":")
-    run = getattr(importlib.import_module(module), name)(config, data_dir=data_dir)
+    run = builder_for(config, f"checkpoint {checkpoint}")(config, data_dir=data_dir)
     return run.load_network(checkpoint), run
 
 
