@@ -38,6 +38,7 @@ from jsnn.optim.admm import (
     make_batch,
     to_sequential,
 )
+from jsnn.optim.admm_blocks import check_hyperparameter
 
 __all__ = ["ADMM_DEFAULTS", "AdmmRun", "DivergenceError", "accuracy", "build_admm", "calibrated_params",
            "plot_metrics", "refit_readout"]
@@ -395,8 +396,7 @@ def build_admm(config: dict[str, Any], *, data_dir: str | None = None) -> AdmmRu
     full = {**_COMMON, **ADMM_DEFAULTS[full["data"]], **full}
     full["hidden"] = list(full["hidden"])
     for key in ("rho", "beta"):
-        if not full[key] > 0:
-            raise ValueError(f"--{key} must be positive; got {full[key]}.")
+        check_hyperparameter(f"--{key}", full[key])
     train, test, num_classes = load_split_arrays(full["data"], data_dir)
     n = full.get("train_samples")
     if n is not None:
