@@ -2,6 +2,7 @@
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -170,3 +171,41 @@ def test_sort_events_and_bad_inputs():
         simulate_layer(jnp.ones((1, 2), jnp.float32), jnp.ones((2, 1), F64), CFG, 2)
     with pytest.raises(ValueError, match="positive"):
         LIFConfig(tau_syn=-1.0)
+
+
+def test_overflow_flags_every_result_that_depends_on_lost_spikes_in_every_simulator_path():
+    from jsnn.exact.net import EventNet
+
+    # 1 input -> 2 -> 2 -> 2: hidden neuron 0 fires 4 times (input weight 12), past a buffer of 2
+    weights = [jnp.array([[12.0], [0.5]], F64), jnp.array([[3.0, 0.0], [1.0, 1.0]], F64),
+               jnp.array([[1.0, 1.0], [1.0, -1.0]], F64)]
+    x = jnp.array([[0.0]], F64)
+
+    def nets(max_spikes):
+        kw = dict(key=jax.random.key(0), cfg=CFG, max_spikes=max_spikes, dtype=F64)
+        out = {}
+        for name, extra in [("event", {}), ("parallel", dict(sim="parallel")), ("integrator", dict(readout="integrator")),
+                            ("recurrent", dict(recurrent=(0.0, 1.0)))]:
+            net = eqx.tree_at(lambda n: n.weights, EventNet((1, 2, 2, 2), **kw, **extra), weights)
+            if name == "recurrent":  # weak recurrent weights: the second layer still does not overflow itself
+                net = eqx.tree_at(lambda n: n.rec_weights, net, [0.1 * jnp.ones((2, 2), F64)] * 2)
+            out[name] = (net, "autodiff")
+        out["adjoint"] = (out["event"][0], "adjoint")
+        return out
+
+    @jit
+    def run(x):
+        out = {}
+        for buffers in ((2, 8, 8), (8, 8, 8)):
+            for name, (net, grad) in nets(buffers).items():
+                out[f"{name}{buffers[0]}"] = [(r.overflow, r.count) for r in net(x, grad=grad)]
+        return out
+
+    out = run(x)
+    for name in ("event", "parallel", "integrator", "recurrent", "adjoint"):
+        (o1, c1), (o2, c2), (o3, _) = out[f"{name}2"]
+        assert int(c1[0]) > 2 and bool(o1[0]), name  # the overflowing neuron
+        assert int(jnp.max(c2)) <= 8 and bool(jnp.all(o2)) and bool(jnp.all(o3)), name  # every later layer
+        assert bool(jnp.all(o1)) == (name == "recurrent"), name  # a recurrent layer flags all its neurons
+        for overflow, count in out[f"{name}8"]:  # the same net with buffers that hold every spike
+            assert not bool(jnp.any(overflow)) and int(jnp.max(count)) <= 8, name
