@@ -1,6 +1,7 @@
 """Event-driven CuBa-LIF simulation: spike times against closed forms, fine Euler, the golden example."""
 
 import functools
+from decimal import Decimal, localcontext
 
 import equinox as eqx
 import jax
@@ -209,3 +210,42 @@ def test_overflow_flags_every_result_that_depends_on_lost_spikes_in_every_simula
         assert bool(jnp.all(o1)) == (name == "recurrent"), name  # a recurrent layer flags all its neurons
         for overflow, count in out[f"{name}8"]:  # the same net with buffers that hold every spike
             assert not bool(jnp.any(overflow)) and int(jnp.max(count)) <= 8, name
+
+
+def _first_crossing_decimal(v0, i0, s0, cfg, digits=40):
+    """The crossing near ``s0`` of the closed-form V from the float64 state (v0, i0), by bisection in
+    ``digits``-digit decimal arithmetic; returns it with the slope dV/dt there."""
+    with localcontext() as ctx:
+        ctx.prec = digits
+        ts, tm, th, v0, i0 = (Decimal(float(x)) for x in (cfg.tau_syn, cfg.tau_mem, cfg.threshold, v0, i0))
+
+        def v(s):
+            em, es = (-s / tm).exp(), (-s / ts).exp()
+            return em * v0 + (s / tm * em * i0 if ts == tm else ts / (ts - tm) * (es - em) * i0)
+
+        lo, hi = Decimal(float(s0)) - Decimal("1e-7"), Decimal(float(s0)) + Decimal("1e-7")
+        assert v(lo) < th <= v(hi)
+        for _ in range(70):  # bracket 2e-7 / 2^70: far below float64's resolution
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if v(mid) < th else (lo, mid)
+        return lo, float(((-lo / ts).exp() * i0 - v(lo)) / tm)
+
+
+@pytest.mark.parametrize("cfg", [LIFConfig(tau_syn=4.0, tau_mem=7.0), CFG, LIFConfig(tau_syn=5.0, tau_mem=5.0)],
+                         ids=["newton", "closed_form", "equal_taus"])
+def test_crossings_just_above_the_grazing_guard_are_exact_to_the_evaluation_of_v(cfg):
+    # states whose crossing (at s0) has a slope 1.05 to 3 times the grazing guard, by flowing back from it
+    rng = np.random.default_rng(0)
+    n = 40
+    slope, s0 = cfg.graze * rng.uniform(1.05, 3.0, n), rng.uniform(0.5, 8.0, n)
+    v0, i0 = flow(jnp.full(n, cfg.threshold), jnp.asarray(cfg.threshold + cfg.tau_mem * slope), -jnp.asarray(s0), cfg)
+    s, has = jax.jit(lambda v, i: crossing_time(v, i, jnp.full_like(v, 50.0), cfg))(v0, i0)
+    assert bool(jnp.all(has))
+    eps = float(jnp.finfo(F64).eps)
+    for k in range(n):
+        ref, vdot = _first_crossing_decimal(v0[k], i0[k], s0[k], cfg)
+        assert cfg.graze < vdot < 3.1 * cfg.graze
+        # float64 evaluates V to about eps * threshold, so no solver can do better than eps * threshold / vdot
+        # (1.5e-9 here); stopping at |V - threshold| <= 4 eps threshold allowed 4 eps * threshold / vdot
+        err = abs(float(Decimal(float(s[k])) - ref))
+        assert err <= 3 * eps * cfg.threshold / vdot, (k, err, vdot)
