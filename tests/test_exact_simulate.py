@@ -185,8 +185,8 @@ def test_overflow_flags_every_result_that_depends_on_lost_spikes_in_every_simula
     def nets(max_spikes):
         kw = dict(key=jax.random.key(0), cfg=CFG, max_spikes=max_spikes, dtype=F64)
         out = {}
-        for name, extra in [("event", {}), ("parallel", dict(sim="parallel")), ("integrator", dict(readout="integrator")),
-                            ("recurrent", dict(recurrent=(0.0, 1.0)))]:
+        for name, extra in [("event", {}), ("parallel", {"sim": "parallel"}), ("integrator", {"readout": "integrator"}),
+                            ("recurrent", {"recurrent": (0.0, 1.0)})]:
             net = eqx.tree_at(lambda n: n.weights, EventNet((1, 2, 2, 2), **kw, **extra), weights)
             if name == "recurrent":  # weak recurrent weights: the second layer still does not overflow itself
                 net = eqx.tree_at(lambda n: n.rec_weights, net, [0.1 * jnp.ones((2, 2), F64)] * 2)

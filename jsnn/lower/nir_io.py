@@ -18,10 +18,11 @@ jsnn                       NIR
 NIR has no time step and no subtractive reset. Every neuron node therefore carries
 ``metadata`` with ``dt``, ``reset`` ("subtract" or "zero"), ``spike_cmp``, ``order``,
 ``integrator`` ("euler_forward"), ``decay`` (the exact per-step decays: one value, or one
-per neuron for an ``LI`` readout with per-neuron decays) and ``weight_layout`` ("out_in"). A subtractive reset is written as ``v_reset = 0`` plus
-``reset = "subtract"``: exact in continuous time, but an importer that ignores the
-metadata resets to zero instead and diverges in discrete time. The importer here
-honours the metadata and accepts ``dt`` and ``reset`` overrides for graphs from other tools.
+per neuron for an ``LI`` readout with per-neuron decays) and ``weight_layout`` ("out_in").
+A subtractive reset is written as ``v_reset = 0`` plus ``reset = "subtract"``: exact in
+continuous time, but an importer that ignores the metadata resets to zero instead and
+diverges in discrete time. The importer here honours the metadata and accepts ``dt`` and
+``reset`` overrides for graphs from other tools.
 
 References:
   Pedersen et al., "Neuromorphic intermediate representation: a unified instruction set
