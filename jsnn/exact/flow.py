@@ -14,9 +14,9 @@ a linear ODE whose flow over a duration s is the matrix ``Phi(s)``:
 The same coefficients propagate forward tangents (FP) and, transposed, the adjoint (EventProp).
 
 A spike is the first upward crossing V(s*) = threshold. ``crossing_time`` finds s* by the closed form for
-tau_mem = 2 tau_syn (a quadratic in exp(-s/tau_mem)) and otherwise by bracketed, safeguarded Newton, takes one
-more Newton step from either (the time error is then that of evaluating V, about eps threshold / Vdot), and
-declares the implicit-function-theorem tangent
+tau_mem = 2 tau_syn (a quadratic in exp(-s/tau_mem)) and otherwise by bracketed, safeguarded Newton with one
+final Newton step (the time error is then that of evaluating V, about eps threshold / Vdot), and declares the
+implicit-function-theorem tangent
 
     ds* = -(phi_vv(s*) dV0 + phi_vi(s*) dI0) / Vdot(s*),      Vdot(s*) = (I(s*) - threshold) / tau_mem,
 
@@ -58,8 +58,8 @@ class LIFConfig:
         denominator and counted as grazing events. ``None`` means ``1e-6 * threshold / tau_mem``.
       root: ``"auto"`` uses the closed form when ``tau_mem == 2 tau_syn`` and Newton otherwise;
         ``"newton"`` forces the bracketed Newton solver.
-      newton_iters: maximum iterations of the safeguarded Newton solver; either solver's root then gets
-        one more Newton step (0: no iterations and no final step, for an existence test only).
+      newton_iters: maximum iterations of the safeguarded Newton solver, whose root then gets one more
+        Newton step (0: no iterations and no final step, for an existence test only).
 
     Example:
       >>> LIFConfig(tau_syn=5.0, tau_mem=10.0).closed_form
@@ -268,8 +268,9 @@ def crossing_time(
       >>> bool(has), round(float(s), 6)  # V = 5x - 5x^2 = 1 at x = (5 + sqrt(5)) / 10
       (True, 3.235072)
     """
-    solve = _solve_closed_form if cfg.closed_form else _solve_newton
-    s, has = solve(v0, i0, horizon, cfg)
+    if cfg.closed_form:  # its root is as accurate as V's evaluation already: a Newton step would add noise
+        return _solve_closed_form(v0, i0, horizon, cfg)
+    s, has = _solve_newton(v0, i0, horizon, cfg)
     if cfg.newton_iters == 0:  # an existence test only (jsnn.exact.parallel's search)
         return s, has
     return _polish(v0, i0, horizon, s, has, cfg), has
