@@ -237,3 +237,16 @@ def test_make_batch_refuses_labels_outside_the_classes():
         make_batch(np.zeros((2, T, 5)), np.array([0, -1]), layout)
     with pytest.raises(ValueError, match="outside the 3 classes"):
         make_batch(np.zeros((2, T, 5)), np.array([0, 3]), layout, targets=np.eye(3)[[0, 1]])
+
+
+@pytest.mark.parametrize("bad", [dict(beta=0.0), dict(beta=-0.1), dict(rho=0.0), dict(rho=float("nan")),
+                                 dict(beta=float("inf"))])
+def test_nonpositive_rho_or_beta_is_refused_before_any_work(bad):
+    layout, batch = data(n=1, seed=10)  # N = 1: with beta = 0 the spike system is singular (NaN weights)
+    params = init_params(SIZES, dtype=F64)
+    state = init_state(params, layout)
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=f"{name} must be positive and finite"):
+        admm_step(params, state, batch, **{**HYPER, **bad})
+    with pytest.raises(ValueError, match=f"{name} must be positive and finite"):
+        admm(**{"rho": 1.0, "beta": 0.1, **bad}, layout=layout)

@@ -84,6 +84,42 @@ def test_hidden_weight_update_is_lstsq_and_zeroes_the_gradient(use_bias):
             assert float(jnp.max(jnp.abs(grads[l][1]))) < 1e-8
 
 
+@pytest.mark.parametrize("n, t", [(1, 3), (3, 1), (1, 1)])  # N = 1 or T = 1: fewer rows than inputs
+def test_zero_ridge_solve_is_the_min_norm_lstsq_for_a_singular_gram(n, t):
+    rng = np.random.default_rng(n + 10 * t)
+    a_prev, z = rng.random((n, t, 5)), rng.normal(size=(n, t, 4))
+    num, gram = blk.weight_statistics(jnp.asarray(z), jnp.asarray(a_prev))
+    assert np.linalg.matrix_rank(np.asarray(gram)) < 5
+    ref = np.linalg.lstsq(a_prev.reshape(n * t, 5), z.reshape(n * t, 4), rcond=None)[0].T
+    traced = jax.jit(lambda num, gram, ridge: blk.solve_weights(num, gram, ridge=ridge)[0])
+    for w in (blk.solve_weights(num, gram, ridge=0.0)[0], traced(num, gram, 0.0)):
+        np.testing.assert_allclose(w, ref, atol=1e-12)
+    w, _ = blk.hidden_weight_update(jnp.asarray(z), jnp.zeros((n, t, 4)), jnp.asarray(a_prev), decay=0.0,
+                                    threshold=TH, ridge=0.0)
+    np.testing.assert_allclose(w, ref, atol=1e-12)
+    # the case: one sample, two equal inputs
+    w, _ = blk.solve_weights(jnp.ones((1, 2), F64), jnp.ones((2, 2), F64), ridge=0.0)
+    np.testing.assert_allclose(w, [[0.5, 0.5]], atol=1e-15)
+    # a positive ridge keeps the Cholesky route (ridge form, not the pseudo-inverse) under jit too
+    eps = 1e-3 * (np.trace(gram) / 5 + 1)
+    ridge_ref = np.asarray(num) @ np.linalg.inv(np.asarray(gram) + eps * np.eye(5))
+    np.testing.assert_allclose(traced(num, gram, 1e-3), ridge_ref, atol=1e-10)
+
+
+def test_nonpositive_beta_shift_or_negative_ridge_are_refused():
+    with pytest.raises(ValueError, match="must be positive and finite; got 0.0"):
+        blk.spike_system(jnp.array([[1.0, 2.0]], F64), 0.0)  # Woodbury branch (d_up < d)
+    with pytest.raises(ValueError, match="must be positive and finite"):
+        blk.spike_system(jnp.ones((3, 2), F64), -1.0)
+    weights, z, a, dual, x, y = problem(SIZES)
+    with pytest.raises(ValueError, match="must be positive and finite"):
+        blk.spike_update(z[0], x, *weights[0], z[1], a[1], *weights[1], rho=RHO, beta=0.0, decay=DECAY,
+                         threshold=TH)
+    for ridge in (-1e-3, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="ridge must be non-negative and finite"):
+            blk.solve_weights(jnp.ones((1, 2), F64), jnp.ones((2, 2), F64), ridge=ridge)
+
+
 @pytest.mark.parametrize("use_bias", [False, True])
 def test_readout_weight_update_with_multiplier_zeroes_the_gradient(use_bias):
     weights, z, a, dual, x, y = problem(SIZES, seed=1, use_bias=use_bias)

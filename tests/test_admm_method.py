@@ -54,6 +54,9 @@ def test_divergence_stops_with_the_last_good_checkpoint(tmp_path):
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="--rho must be positive"):
         build_admm({**TINY, "rho": -1.0})
+    for bad in (0.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="--beta must be positive and finite"):
+            build_admm({**TINY, "beta": bad})
     with pytest.raises(ValueError, match="ADMM supports --data"):
         build_admm({**TINY, "data": "yinyang"})
 

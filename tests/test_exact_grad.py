@@ -262,3 +262,32 @@ def test_jit_and_vmap_over_batch_and_seeds():
             single = compute(weights, perturbations(weights, where), xs[b])["autodiff"]
             for a, c in zip(batched, single):
                 np.testing.assert_allclose(a[s, b], c, rtol=1e-12, atol=1e-14)
+
+
+def test_spike_time_jacobian_of_a_recurrent_net_includes_the_recurrent_weights():
+    from test_exact_recurrent import IN_TIMES
+
+    net = EventNet((2, 3, 2), key=jax.random.key(3), cfg=CFG, max_spikes=3, init=[(3.0, 1.0), (1.0, 0.5)],
+                   dtype=F64, recurrent=(0.0, 1.0))
+    rec = net.rec_weights[0]
+
+    def run(r):
+        out = eqx.tree_at(lambda n: n.rec_weights, net, [r])(IN_TIMES)
+        return [r.count for r in out], [finite(r.times) for r in out]
+
+    unit = jnp.eye(rec.size, dtype=F64).reshape((-1, *rec.shape))
+    steps = jnp.concatenate([EPS * unit, -EPS * unit])  # +EPS, then -EPS, at every recurrent weight
+
+    @jit
+    def compute(rec):
+        return spike_time_jacobian(net, IN_TIMES), run(rec), jax.vmap(lambda d: run(rec + d))(steps)
+
+    jac, (count, _), (counts, times) = compute(rec)
+    assert [len(j) for j in jac] == [3, 3]  # W_0, W_1, then the hidden layer's R_0
+    assert [j[2].shape for j in jac] == [(3, 3, 3, 3), (2, 3, 3, 3)]
+    assert int(count[0].sum()) > 0 and float(jnp.max(jnp.abs(jac[1][2]))) > 0
+    for layer in range(2):  # central differences, where no spike count changes
+        assert np.all(np.asarray(counts[layer]) == np.asarray(count[layer]))
+        fd = (times[layer][: rec.size] - times[layer][rec.size:]) / (2 * EPS)  # (R entries, n, K)
+        fd = jnp.moveaxis(fd, 0, -1).reshape(jac[layer][2].shape)
+        np.testing.assert_allclose(jac[layer][2], fd, rtol=1e-5, atol=1e-6)

@@ -171,7 +171,8 @@ def test_spikes_past_the_buffer_set_overflow_and_are_not_transmitted():
     w = jnp.array([[5.0, 3.0], [0.0, 0.0], [0.0, 0.0]], F64)
     rec = jnp.array([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0], [0.0, 0.0, 0.0]], F64)
     res = simulate(w, rec, in_times, CFG, 1)
-    assert res.count.tolist() == [2, 1, 0] and res.overflow.tolist() == [True, False, False]
+    # neuron 1 misses neuron 0's second spike, so its results are not exact: the whole layer is flagged
+    assert res.count.tolist() == [2, 1, 0] and res.overflow.tolist() == [True, True, True]
     # oracle: neuron 0 alone, then neuron 1 fed by the one spike neuron 0 transmits
     n0 = simulate_layer(w[:1], in_times, CFG, 1)
     n1 = simulate_layer(jnp.array([[0.0, 0.0, 6.0]], F64), jnp.concatenate([in_times, n0.times]), CFG, 1)

@@ -1,7 +1,9 @@
 """Event-driven CuBa-LIF simulation: spike times against closed forms, fine Euler, the golden example."""
 
 import functools
+from decimal import Decimal, localcontext
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -170,3 +172,80 @@ def test_sort_events_and_bad_inputs():
         simulate_layer(jnp.ones((1, 2), jnp.float32), jnp.ones((2, 1), F64), CFG, 2)
     with pytest.raises(ValueError, match="positive"):
         LIFConfig(tau_syn=-1.0)
+
+
+def test_overflow_flags_every_result_that_depends_on_lost_spikes_in_every_simulator_path():
+    from jsnn.exact.net import EventNet
+
+    # 1 input -> 2 -> 2 -> 2: hidden neuron 0 fires 4 times (input weight 12), past a buffer of 2
+    weights = [jnp.array([[12.0], [0.5]], F64), jnp.array([[3.0, 0.0], [1.0, 1.0]], F64),
+               jnp.array([[1.0, 1.0], [1.0, -1.0]], F64)]
+    x = jnp.array([[0.0]], F64)
+
+    def nets(max_spikes):
+        kw = dict(key=jax.random.key(0), cfg=CFG, max_spikes=max_spikes, dtype=F64)
+        out = {}
+        for name, extra in [("event", {}), ("parallel", {"sim": "parallel"}), ("integrator", {"readout": "integrator"}),
+                            ("recurrent", {"recurrent": (0.0, 1.0)})]:
+            net = eqx.tree_at(lambda n: n.weights, EventNet((1, 2, 2, 2), **kw, **extra), weights)
+            if name == "recurrent":  # weak recurrent weights: the second layer still does not overflow itself
+                net = eqx.tree_at(lambda n: n.rec_weights, net, [0.1 * jnp.ones((2, 2), F64)] * 2)
+            out[name] = (net, "autodiff")
+        out["adjoint"] = (out["event"][0], "adjoint")
+        return out
+
+    @jit
+    def run(x):
+        out = {}
+        for buffers in ((2, 8, 8), (8, 8, 8)):
+            for name, (net, grad) in nets(buffers).items():
+                out[f"{name}{buffers[0]}"] = [(r.overflow, r.count) for r in net(x, grad=grad)]
+        return out
+
+    out = run(x)
+    for name in ("event", "parallel", "integrator", "recurrent", "adjoint"):
+        (o1, c1), (o2, c2), (o3, _) = out[f"{name}2"]
+        assert int(c1[0]) > 2 and bool(o1[0]), name  # the overflowing neuron
+        assert int(jnp.max(c2)) <= 8 and bool(jnp.all(o2)) and bool(jnp.all(o3)), name  # every later layer
+        assert bool(jnp.all(o1)) == (name == "recurrent"), name  # a recurrent layer flags all its neurons
+        for overflow, count in out[f"{name}8"]:  # the same net with buffers that hold every spike
+            assert not bool(jnp.any(overflow)) and int(jnp.max(count)) <= 8, name
+
+
+def _first_crossing_decimal(v0, i0, s0, cfg, digits=40):
+    """The crossing near ``s0`` of the closed-form V from the float64 state (v0, i0), by bisection in
+    ``digits``-digit decimal arithmetic; returns it with the slope dV/dt there."""
+    with localcontext() as ctx:
+        ctx.prec = digits
+        ts, tm, th, v0, i0 = (Decimal(float(x)) for x in (cfg.tau_syn, cfg.tau_mem, cfg.threshold, v0, i0))
+
+        def v(s):
+            em, es = (-s / tm).exp(), (-s / ts).exp()
+            return em * v0 + (s / tm * em * i0 if ts == tm else ts / (ts - tm) * (es - em) * i0)
+
+        lo, hi = Decimal(float(s0)) - Decimal("1e-7"), Decimal(float(s0)) + Decimal("1e-7")
+        assert v(lo) < th <= v(hi)
+        for _ in range(70):  # bracket 2e-7 / 2^70: far below float64's resolution
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if v(mid) < th else (lo, mid)
+        return lo, float(((-lo / ts).exp() * i0 - v(lo)) / tm)
+
+
+@pytest.mark.parametrize("cfg", [LIFConfig(tau_syn=4.0, tau_mem=7.0), CFG, LIFConfig(tau_syn=5.0, tau_mem=5.0)],
+                         ids=["newton", "closed_form", "equal_taus"])
+def test_crossings_just_above_the_grazing_guard_are_exact_to_the_evaluation_of_v(cfg):
+    # states whose crossing (at s0) has a slope 1.05 to 3 times the grazing guard, by flowing back from it
+    rng = np.random.default_rng(0)
+    n = 40
+    slope, s0 = cfg.graze * rng.uniform(1.05, 3.0, n), rng.uniform(0.5, 8.0, n)
+    v0, i0 = flow(jnp.full(n, cfg.threshold), jnp.asarray(cfg.threshold + cfg.tau_mem * slope), -jnp.asarray(s0), cfg)
+    s, has = jax.jit(lambda v, i: crossing_time(v, i, jnp.full_like(v, 50.0), cfg))(v0, i0)
+    assert bool(jnp.all(has))
+    eps = float(jnp.finfo(F64).eps)
+    for k in range(n):
+        ref, vdot = _first_crossing_decimal(v0[k], i0[k], s0[k], cfg)
+        assert cfg.graze < vdot < 3.1 * cfg.graze
+        # float64 evaluates V to about eps * threshold, so no solver can do better than eps * threshold / vdot
+        # (1.5e-9 here); stopping at |V - threshold| <= 4 eps threshold allowed 4 eps * threshold / vdot
+        err = abs(float(Decimal(float(s[k])) - ref))
+        assert err <= 3 * eps * cfg.threshold / vdot, (k, err, vdot)

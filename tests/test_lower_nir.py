@@ -1,5 +1,8 @@
 """NIR export/import of jsnn networks."""
 
+import os
+import stat
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -63,6 +66,24 @@ def test_file_round_trip_gives_identical_outputs(tmp_path):
     for i in traces:
         np.testing.assert_array_equal(np.asarray(traces[i].v), np.asarray(traces2[i].v))
     assert int(sum(np.asarray(t.spikes).sum() for t in traces.values() if t.spikes is not None)) > 0
+
+
+def test_per_neuron_li_decays_round_trip_through_a_file_with_the_usual_mode(tmp_path):
+    decay = jnp.array([0.5, 0.9, 0.99], jnp.float32)
+    net = Sequential([Linear(4, 3, scale=2.0, key=jax.random.key(3)), LI(decay=decay)])
+    old = os.umask(0o022)
+    try:
+        write_nir(tmp_path / "li.nir", net)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "li.nir").st_mode) == 0o644  # as the other outputs, not mkstemp's 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["li.nir"]  # no temporary file left behind
+    graph = nir.read(str(tmp_path / "li.nir"))
+    np.testing.assert_array_equal(graph.nodes["1"].metadata["decay"], np.asarray(decay, np.float64))
+    back = read_nir(tmp_path / "li.nir")
+    np.testing.assert_array_equal(np.asarray(back.layers[1].decay), np.asarray(decay))
+    x = jax.random.uniform(jax.random.key(4), (6, 4), jnp.float32)
+    np.testing.assert_array_equal(np.asarray(run(net, x)[0]), np.asarray(run(back, x)[0]))
 
 
 def test_conv_round_trip(tmp_path):

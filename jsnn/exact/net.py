@@ -156,8 +156,9 @@ class EventNet(eqx.Module):
             picks the simulator of ``"autodiff"``/``"fp"``; ``"adjoint"`` always uses the event scan.
 
         Returns:
-          One ``LayerResult`` per layer (an integrator readout's has no spikes); the ``overflow`` of a layer
-          also flags inputs cut by its ``max_events``.
+          One ``LayerResult`` per layer (an integrator readout's has no spikes). The ``overflow`` of a layer
+          also flags inputs cut by its ``max_events``, and every neuron of every layer after one that
+          overflowed (its input spike list was truncated), so a False flag always means an exact result.
         """
         in_times = jnp.asarray(in_times)
         if in_times.ndim == 1:
@@ -180,6 +181,7 @@ class EventNet(eqx.Module):
             core = layer_core_parallel if self.sim == "parallel" else layer_core
         results = []
         times = in_times
+        lost = jnp.asarray(False)  # whether an earlier layer lost spikes: every later result depends on them
         for layer, (weight, k, cap) in enumerate(zip(self.weights, self.max_spikes, self.max_events)):
             last = layer == len(self.weights) - 1
             if self.readout == "integrator" and last:
@@ -191,6 +193,8 @@ class EventNet(eqx.Module):
                 else:
                     res = core(weight, ev_t, ev_src, self.cfg, k)
                 res = res._replace(overflow=res.overflow | cut)
+            res = res._replace(overflow=res.overflow | lost)
+            lost = jnp.any(res.overflow)
             results.append(res)
             times = res.times
         return results
@@ -199,16 +203,19 @@ class EventNet(eqx.Module):
 def spike_time_jacobian(net: EventNet, in_times: Float[Array, "n_in K_in"]) -> list[list[Array]]:
     """Exact Jacobian of every buffered spike time with respect to every weight, by forward mode (FP).
 
-    ``J[l][m][n, k, i, j] = d t_{l,n,k} / d W_m[i, j]`` where ``t_{l,n,k}`` is the k-th spike of neuron n
-    in layer l. Each spike time's derivative is the IFT rule ``-(dV/dW)(t_k) / Vdot(t_k)`` propagated
-    forward through the events (no stored trajectory, no backward pass). Empty slots have zero rows.
+    ``J[l][m][n, k, i, j] = d t_{l,n,k} / d M_m[i, j]`` where ``t_{l,n,k}`` is the k-th spike of neuron n
+    in layer l and ``M = net.weights + net.rec_weights`` lists every weight matrix of the net: the
+    feed-forward ones (m < L), then, for a recurrent net, the recurrent matrix of each hidden layer
+    (m = L + h for hidden layer h). Each spike time's derivative is the IFT rule
+    ``-(dV/dW)(t_k) / Vdot(t_k)`` propagated forward through the events (no stored trajectory, no backward
+    pass). Empty slots have zero rows.
 
     Args:
       net: the network.
       in_times: one sample's input spike times (n_in, K_in).
 
     Returns:
-      ``J[l][m]`` of shape ``(n_l, max_spikes_l, *weights[m].shape)``.
+      ``J[l][m]`` of shape ``(n_l, max_spikes_l, *M[m].shape)``.
 
     References:
       Lee, Haghighatshoar, Karbasi, arXiv 2210.15415.
@@ -222,8 +229,12 @@ def spike_time_jacobian(net: EventNet, in_times: Float[Array, "n_in K_in"]) -> l
       >>> round(float(J[0][0][0, 0, 0, 0]), 6)
       -1.236068
     """
-    def times(weights):
-        net_w = eqx.tree_at(lambda n: n.weights, net, weights)
+    n_ff = len(net.weights)
+
+    def times(matrices):
+        net_w = eqx.tree_at(lambda n: n.weights, net, matrices[:n_ff])
+        if net.rec_weights is not None:
+            net_w = eqx.tree_at(lambda n: n.rec_weights, net_w, matrices[n_ff:])
         return [r.times for r in net_w(in_times, grad="fp")]
 
-    return jax.jacfwd(times)(net.weights)
+    return jax.jacfwd(times)(list(net.weights) + list(net.rec_weights or []))

@@ -110,7 +110,8 @@ def recurrent_layer_core(weight: Float[Array, "n n_in"], rec_weight: Float[Array
 
     The loop has ``n_ev + n (max_spikes + 1) + 1`` slots: while every neuron fires at most ``max_spikes + 1``
     times they cannot all be used, so the last slot is idle. If it is not (some neuron fired far beyond its
-    buffer), the simulation may have stopped before ``t_end`` and ``overflow`` is set for every neuron.
+    buffer), the simulation may have stopped before ``t_end``. Either way, once any neuron overflows, the
+    spikes it does not transmit change the other neurons, so ``overflow`` is set for every neuron.
     """
     dtype = weight.dtype
     n = weight.shape[0]
@@ -125,7 +126,8 @@ def recurrent_layer_core(weight: Float[Array, "n n_in"], rec_weight: Float[Array
     c = flow_coefficients(jnp.asarray(cfg.t_end, dtype) - st.t, cfg)
     return LayerResult(times=st.times, v_end=c.vv * st.v + c.vi * st.i,
                        v_int=st.v_int + c.int_vv * st.v + c.int_vi * st.i, i_spike=st.i_spike, count=st.count,
-                       overflow=(st.count > max_spikes) | st.busy, grazing=st.graze)
+                       overflow=jnp.broadcast_to(jnp.any(st.count > max_spikes) | st.busy, (n,)),
+                       grazing=st.graze)
 
 
 def simulate_recurrent_layer(
@@ -155,8 +157,8 @@ def simulate_recurrent_layer(
         ``overflow`` of every neuron.
 
     Returns:
-      A ``LayerResult`` (times ascending per neuron, ``inf`` in empty slots); ``overflow`` marks neurons that
-      fired more than ``max_spikes`` spikes (all neurons if the event loop ran out of slots).
+      A ``LayerResult`` (times ascending per neuron, ``inf`` in empty slots); ``overflow`` marks every neuron
+      when any neuron fired more than ``max_spikes`` spikes (its untransmitted spikes change the others).
 
     Raises:
       ValueError: for mismatched shapes or dtypes, or a ``max_spikes`` that is not a positive int.

@@ -39,7 +39,9 @@ class LayerResult(NamedTuple):
       i_spike: synaptic current at each spike (n, max_spikes), 0 in empty slots (residual for the adjoint).
       count: number of spikes each neuron fired (n,); exact when the buffer held them all, otherwise
         ``max_spikes + 1`` or more (the scan stops there) and ``overflow`` is set.
-      overflow: whether a neuron fired more than ``max_spikes`` spikes (n,).
+      overflow: whether a neuron's results may be inexact because spikes were lost to a full buffer (n,):
+        it fired more than ``max_spikes`` spikes, or (a recurrent layer) any neuron of its layer did, or
+        (``EventNet``) a layer before it overflowed, or its layer's input events were cut. False means exact.
       grazing: number of grazing crossings (|dV/dt| below the guard) per neuron (n,).
     """
 

@@ -17,11 +17,12 @@ jsnn                       NIR
 
 NIR has no time step and no subtractive reset. Every neuron node therefore carries
 ``metadata`` with ``dt``, ``reset`` ("subtract" or "zero"), ``spike_cmp``, ``order``,
-``integrator`` ("euler_forward"), ``decay`` (the exact per-step decays) and
-``weight_layout`` ("out_in"). A subtractive reset is written as ``v_reset = 0`` plus
-``reset = "subtract"``: exact in continuous time, but an importer that ignores the
-metadata resets to zero instead and diverges in discrete time. The importer here
-honours the metadata and accepts ``dt`` and ``reset`` overrides for graphs from other tools.
+``integrator`` ("euler_forward"), ``decay`` (the exact per-step decays: one value, or one
+per neuron for an ``LI`` readout with per-neuron decays) and ``weight_layout`` ("out_in").
+A subtractive reset is written as ``v_reset = 0`` plus ``reset = "subtract"``: exact in
+continuous time, but an importer that ignores the metadata resets to zero instead and
+diverges in discrete time. The importer here honours the metadata and accepts ``dt`` and
+``reset`` overrides for graphs from other tools.
 
 References:
   Pedersen et al., "Neuromorphic intermediate representation: a unified instruction set
@@ -30,6 +31,7 @@ References:
 
 from __future__ import annotations
 
+import io
 import os
 
 import equinox as eqx
@@ -69,7 +71,8 @@ def _tau(decay, dt: float, what: str) -> np.ndarray:
 def _neuron_node(nir, neuron, shape, dt: float):
     meta = {"dt": dt, "integrator": "euler_forward", "weight_layout": "out_in"}
     if isinstance(neuron, LI):
-        meta["decay"] = float(np.asarray(neuron.decay)) if np.ndim(neuron.decay) == 0 else None
+        decay = np.asarray(neuron.decay, np.float64)
+        meta["decay"] = float(decay) if decay.ndim == 0 else np.broadcast_to(decay, shape).copy()
         if np.all(np.asarray(neuron.decay) == 1.0):
             return nir.I(r=_full(1.0 / dt, shape), metadata=meta)
         tau = _tau(neuron.decay, dt, "LI decay")
@@ -184,15 +187,18 @@ def _uniform(values, what: str):
     return float(flat[0]) if flat.size == 1 else jnp.asarray(arr.reshape(-1), jnp.float32)
 
 
-def _decay(node, tau, dt: float, meta_decay, what: str):
-    """Per-step decay ``1 - dt/tau``; the exact metadata value when it agrees with tau."""
+def _decay(tau, dt: float, meta_decay, what: str, *, per_neuron: bool = False):
+    """Per-step decay ``1 - dt/tau`` (the exact metadata values where they agree with tau): one float, or
+    a float32 vector for per-neuron time constants where ``per_neuron`` allows them."""
     derived = 1.0 - dt / np.asarray(tau, np.float64)
-    if meta_decay is not None and np.allclose(derived, meta_decay, rtol=0, atol=1e-6):
-        return float(meta_decay)
+    if meta_decay is not None and np.allclose(derived, np.asarray(meta_decay, np.float64), rtol=0, atol=1e-6):
+        derived = np.broadcast_to(np.asarray(meta_decay, np.float64), derived.shape)
     flat = np.unique(derived)
-    if flat.size != 1:
+    if flat.size == 1:
+        return float(flat[0])
+    if not per_neuron:
         raise NIRError(f"{what}: per-neuron time constants are not imported; use one tau per node.")
-    return float(flat[0])
+    return jnp.asarray(derived.reshape(-1), jnp.float32)
 
 
 def _check_r(node, expected, dt: float, what: str):
@@ -253,7 +259,7 @@ def from_nir(graph, *, dt: float | None = None, reset: str | None = None) -> Seq
         elif kind == "LIF":
             if np.any(np.asarray(node.v_leak) != 0) or np.any(np.asarray(node.v_reset) != 0):
                 raise NIRError(f"{what}: v_leak and v_reset must be 0 for jsnn's LIF.")
-            decay = _decay(node, node.tau, step, meta.get("decay"), what)
+            decay = _decay(node.tau, step, meta.get("decay"), what)
             _check_r(node, np.asarray(node.tau, np.float64) / step, step, what)
             layers.append(LIF(decay=decay, threshold=_uniform(node.v_threshold, what),
                               order=meta.get("order", "leak_first"), **flags))
@@ -266,13 +272,13 @@ def from_nir(graph, *, dt: float | None = None, reset: str | None = None) -> Seq
             if not np.allclose(np.asarray(node.w_in, np.float64), np.asarray(node.tau_syn, np.float64) / step,
                                rtol=1e-5):
                 raise NIRError(f"{what}: w_in must equal tau_syn/dt under jsnn's Euler mapping.")
-            layers.append(CubaLIF(decay_syn=_decay(node, node.tau_syn, step, syn, what),
-                                  decay_mem=_decay(node, node.tau_mem, step, mem, what),
+            layers.append(CubaLIF(decay_syn=_decay(node.tau_syn, step, syn, what),
+                                  decay_mem=_decay(node.tau_mem, step, mem, what),
                                   threshold=_uniform(node.v_threshold, what),
                                   order=meta.get("order", "leak_first"), **flags))
         elif kind == "LI":
             _check_r(node, np.asarray(node.tau, np.float64) / step, step, what)
-            layers.append(LI(decay=_decay(node, node.tau, step, meta.get("decay"), what)))
+            layers.append(LI(decay=_decay(node.tau, step, meta.get("decay"), what, per_neuron=True)))
         elif kind == "I":
             _check_r(node, 1.0 / step, step, what)
             layers.append(LI(decay=1.0))
@@ -283,22 +289,18 @@ def from_nir(graph, *, dt: float | None = None, reset: str | None = None) -> Seq
 
 
 def write_nir(path: str | os.PathLike, net: Sequential, **kwargs) -> None:
-    """Export ``net`` (see :func:`to_nir` for ``kwargs``) to a NIR HDF5 file, atomically."""
-    import tempfile
-    from pathlib import Path
+    """Export ``net`` (see :func:`to_nir` for ``kwargs``) to a NIR HDF5 file, atomically.
+
+    The file is built in memory and written with :func:`jsnn.checkpoint.atomic_write_bytes`, like the
+    other outputs: the usual permissions (0666 less the umask), and never a half-written file.
+    """
+    from jsnn.checkpoint import atomic_write_bytes
 
     nir = _nir()
     graph = to_nir(net, **kwargs)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    nir.write(buffer, graph)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def read_nir(path: str | os.PathLike, **kwargs) -> Sequential:

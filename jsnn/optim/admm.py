@@ -616,6 +616,11 @@ def _placed(mesh: Mesh, tree, specs):
                         is_leaf=lambda v: isinstance(v, P))
 
 
+def _check_penalties(rho, beta) -> None:
+    blk.check_hyperparameter("rho", rho)
+    blk.check_hyperparameter("beta", beta)
+
+
 def _check(params: Params, state: AdmmState, batch: AdmmBatch):
     """Shape and dtype checks at the boundary (shapes are static, so this runs at trace time)."""
     if not isinstance(params, tuple | list) or not params or not all(isinstance(p, dict) and "weight" in p
@@ -671,7 +676,9 @@ def admm_step(
       ``(new_params, new_state)``.
 
     Raises:
-      TypeError, ValueError: for params, state and batch that do not fit together.
+      TypeError, ValueError: for params, state and batch that do not fit together, or a concrete
+        ``rho`` or ``beta`` that is not positive and finite (traced values are the caller's contract:
+        ``beta = 0`` makes the spike system singular and the weights NaN).
 
     References:
       Perin, Bidini, Mazzieri, Rossi, "ADMM-based training for spiking neural networks",
@@ -689,6 +696,7 @@ def admm_step(
       ((4, 5), 1)
     """
     _check(params, state, batch)
+    _check_penalties(rho, beta)
     dtype = state.dual.dtype
     hyper = _Hyper(*(jnp.asarray(v, dtype) for v in (rho, beta, decay, threshold, ridge)),
                    warmup=jnp.asarray(warmup, jnp.int32))
@@ -820,6 +828,9 @@ def admm(
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
 
+    Raises:
+      ValueError: for a concrete ``rho`` or ``beta`` that is not positive and finite.
+
     References:
       Perin, Bidini, Mazzieri, Rossi, "ADMM-based training for spiking neural networks",
       arXiv 2505.05527.
@@ -838,6 +849,7 @@ def admm(
       >>> params[1]["weight"].shape
       (2, 4)
     """
+    _check_penalties(rho, beta)
     mesh = layout.mesh
     if init == "forward":
         options = replace(options, start="forward")

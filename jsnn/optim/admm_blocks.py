@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jsnn.optim.heaviside import heaviside_prox
 
 __all__ = [
     "augmented_lagrangian",
+    "check_hyperparameter",
     "currents",
     "dual_update",
     "hidden_membrane_update",
@@ -56,6 +58,39 @@ __all__ = [
 ]
 
 Seq = Float[Array, "N T d"]
+
+
+def check_hyperparameter(name: str, value: ArrayLike, *, zero_ok: bool = False) -> None:
+    """Refuse a concrete ``value`` that is not finite and positive (non-negative with ``zero_ok``).
+
+    ``rho`` and ``beta`` must be positive (``beta = 0`` makes the spike system singular at t = T,
+    and the solve returns NaN), the ridge non-negative. Traced values (inside ``jit``/``vmap``, e.g.
+    hyperparameters injected with ``optax.inject_hyperparams``) cannot be checked here: it is the
+    caller's contract that they lie in range too.
+
+    Args:
+      name: what to call the value in the message (e.g. ``"beta"`` or ``"--beta"``).
+      value: a scalar or array; checked elementwise.
+      zero_ok: accept 0.
+
+    Raises:
+      ValueError: for a concrete value out of range.
+
+    Example:
+      >>> check_hyperparameter("ridge", 0.0, zero_ok=True)
+      >>> check_hyperparameter("beta", 0.0)
+      Traceback (most recent call last):
+      ...
+      ValueError: beta must be positive and finite; got 0.0.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = np.asarray(value, dtype=np.float64)
+    ok = np.isfinite(arr) & ((arr >= 0) if zero_ok else (arr > 0))
+    if not ok.all():
+        what = "non-negative" if zero_ok else "positive"
+        shown = arr.item() if arr.ndim == 0 else arr[~ok].tolist()
+        raise ValueError(f"{name} must be {what} and finite; got {shown}.")
 
 
 # ----------------------------------------------------------------------------- time shifts
@@ -191,32 +226,53 @@ def solve_weights(
     ridge: ArrayLike = 1e-6,
     use_bias: bool = False,
 ) -> tuple[Float[Array, "d_out d_in"], Float[Array, " d_out"] | None]:
-    """Solve ``W (G + eps I) = numerator`` by Cholesky, eps = ridge * (tr(G)/k + 1).
+    """Solve ``W (G + eps I) = numerator`` by Cholesky, eps = ridge * (tr(G)/k + 1); ``W = numerator G^+`` at 0.
 
-    This is the ridge-stabilised form of ``W = numerator G^+`` (ALGORITHMS §1.6): with a singular
-    Gram the two agree on ``W A``, not on ``W``. ``ridge = 0`` gives the exact least squares for
-    a nonsingular Gram.
+    A positive ridge gives the ridge-stabilised form of ``W = numerator G^+`` (ALGORITHMS §1.6): with a
+    singular Gram the two agree on ``W A``, not on ``W``. ``ridge = 0`` gives the exact minimum-norm least
+    squares ``W = numerator G^+`` (the reference's ``pinv``, by a symmetric eigendecomposition), which is
+    ``lstsq(A, P)^T`` when ``numerator = P^T A`` and ``G = A^T A``, also for a singular Gram (e.g. fewer
+    samples than inputs). The branch is picked in Python for a concrete ridge, else by ``lax.cond`` (a
+    traced NaN or negative ridge takes the Cholesky branch and gives NaN, for divergence checks to see).
 
     Args:
       numerator: ``sum P^T A`` (plus the multiplier term for the readout).
       gram: ``sum A^T A``.
-      ridge: relative ridge.
+      ridge: relative ridge (>= 0).
       use_bias: split the last column off as the bias.
 
     Returns:
       ``(weight, bias)``; ``bias`` is None without ``use_bias``.
+
+    Raises:
+      ValueError: for a concrete ridge that is negative or not finite.
 
     Example:
       >>> import jax.numpy as jnp
       >>> w, b = solve_weights(2 * jnp.eye(2), jnp.eye(2), ridge=0.0)
       >>> w.tolist(), b
       ([[2.0, 0.0], [0.0, 2.0]], None)
+      >>> w, _ = solve_weights(jnp.ones((1, 2)), jnp.ones((2, 2)), ridge=0.0)  # singular Gram: min-norm
+      >>> jnp.round(w, 6).tolist()
+      [[0.5, 0.5]]
     """
+    check_hyperparameter("ridge", ridge, zero_ok=True)
     dtype = gram.dtype
     k = gram.shape[0]
     eps = jnp.asarray(ridge, dtype) * (jnp.trace(gram) / k + 1)
-    chol = jnp.linalg.cholesky(gram + eps * jnp.eye(k, dtype=dtype))
-    w = jax.scipy.linalg.cho_solve((chol, True), numerator.T).T
+
+    def ridge_solve(numerator, gram, eps):
+        chol = jnp.linalg.cholesky(gram + eps * jnp.eye(k, dtype=dtype))
+        return jax.scipy.linalg.cho_solve((chol, True), numerator.T).T
+
+    def least_squares(numerator, gram, eps):
+        del eps
+        return numerator @ jnp.linalg.pinv(gram, hermitian=True)
+
+    if isinstance(ridge, jax.core.Tracer):
+        w = jax.lax.cond(eps == 0, least_squares, ridge_solve, numerator, gram, eps)
+    else:
+        w = (least_squares if np.all(np.asarray(ridge) == 0) else ridge_solve)(numerator, gram, eps)
     if use_bias:
         return w[:, :-1], w[:, -1]
     return w, None
@@ -311,12 +367,16 @@ def spike_system(weight_up: Float[Array, "d_up d"], shift: ArrayLike) -> Float[A
     ``shift*I + W W^T`` is factored instead (Woodbury):
     ``M^{-1} = (I - W^T (shift*I + W W^T)^{-1} W) / shift``.
 
+    Raises:
+      ValueError: for a concrete shift that is not positive (``beta <= 0`` makes M singular at t = T).
+
     Example:
       >>> import jax.numpy as jnp
       >>> w = jnp.ones((2, 3))
       >>> jnp.allclose(spike_system(w, 1.0) @ (w.T @ w + jnp.eye(3)), jnp.eye(3), atol=1e-5).item()
       True
     """
+    check_hyperparameter("the spike-system shift (threshold^2 [t < T] + beta/rho)", shift)
     dtype = weight_up.dtype
     d_up, d = weight_up.shape
     shift = jnp.asarray(shift, dtype)

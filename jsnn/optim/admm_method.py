@@ -38,6 +38,7 @@ from jsnn.optim.admm import (
     make_batch,
     to_sequential,
 )
+from jsnn.optim.admm_blocks import check_hyperparameter
 
 __all__ = ["ADMM_DEFAULTS", "AdmmRun", "DivergenceError", "accuracy", "build_admm", "calibrated_params",
            "plot_metrics", "refit_readout"]
@@ -449,8 +450,9 @@ def build_admm(config: dict[str, Any], *, data_dir: str | None = None) -> AdmmRu
     full = {**_COMMON, **ADMM_DEFAULTS[full["data"]], **full}
     full["hidden"] = list(full["hidden"])
     for key in ("rho", "beta"):
-        if not 0 < full[key] <= MAX_PENALTY:
-            raise ValueError(f"--{key} must be in (0, {MAX_PENALTY:g}]; got {full[key]}. A larger penalty swamps the "
+        check_hyperparameter(f"--{key}", full[key])
+        if full[key] > MAX_PENALTY:
+            raise ValueError(f"--{key} must be at most {MAX_PENALTY:g}; got {full[key]}. A larger penalty swamps the "
                              "loss in float32, so ADMM stops learning while its residuals look converged.")
     train, test, num_classes = load_split_arrays(full["data"], data_dir)
     n = full.get("train_samples")
