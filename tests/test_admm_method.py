@@ -54,8 +54,8 @@ def test_divergence_stops_with_the_last_good_checkpoint(tmp_path):
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="--rho must be positive"):
         build_admm({**TINY, "rho": -1.0})
-    with pytest.raises(ValueError, match="ADMM supports --data"):
-        build_admm({**TINY, "data": "yinyang"})
+    with pytest.raises(ValueError, match="unknown data set"):
+        build_admm({**TINY, "data": "nope"})
 
 
 @pytest.mark.parametrize("use_bias", [False, True])
