@@ -2,7 +2,9 @@
 
 Each loss takes the output sequence ``(T, K)`` of one sample and an integer label, and
 returns a scalar; average over a batch with ``jax.vmap`` and ``mean``. Each classification
-loss has a matching ``predict_*`` function that gives the decision it trains for.
+loss reads one of the ``*_logits`` functions (``count_logits``, ``max_logits``, ``last_logits``,
+``mean_logits``), whose argmax is the decision it trains for; :data:`LOSSES` pairs each loss with
+its logits.
 
 References:
   Eshraghian et al., "Training spiking neural networks using lessons from deep
@@ -21,6 +23,10 @@ __all__ = [
     "ce_last_membrane",
     "ce_max_membrane",
     "ce_mean_membrane",
+    "count_logits",
+    "last_logits",
+    "max_logits",
+    "mean_logits",
     "mse_membrane",
     "rate_regularizer",
 ]

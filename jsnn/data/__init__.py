@@ -38,6 +38,7 @@ from .npz import load_npz as load_npz
 from .npz import npz_sha256 as npz_sha256
 from .scaling import fit_scaling as fit_scaling
 from .scaling import scale_inputs as scale_inputs
+from .scaling import scaled_width as scaled_width
 from .yinyang import DEFAULT_SIZES as _YINYANG_SIZES
 from .yinyang import load_yinyang as load_yinyang
 from .yinyang import yinyang_class as yinyang_class

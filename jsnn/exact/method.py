@@ -5,8 +5,10 @@ predict, network); ``exact_run`` turns arrays and a config into a :class:`jsnn.t
 tuned defaults (``jsnn.fit(..., method="exact")``), and ``build_exact`` loads the data of a run config
 (CLI flags or a checkpoint header) and calls ``exact_run``.
 
-Own data (``EXACT_DEFAULTS["own"]``): each feature's training range is mapped onto [0, 1]
-(``input_scaling``) and latency-coded in the window ``[t_min, t_max]`` = [0, tau_mem]; a time series
+Own data (``EXACT_DEFAULTS["own"]``): features outside [0, 1] become on/off channels in [0, 1]
+(``input_scaling="onoff"``: the standardised value's positive and negative parts, see
+:mod:`jsnn.data.scaling`), latency-coded bright-early (``invert``) in the window ``[t_min, t_max]`` =
+[0, tau_mem], so a feature at its mean sends no spike, like an image's black pixels; a time series
 ``(T, F)`` is read as ``T F`` static features (the event-driven recurrent layer is not fed by time-series
 inputs here; use BPTT's ``Recurrent`` recipe for sequences). The hidden weights' scale is calibrated on
 128 training samples so that about half the hidden neurons spike per sample (:func:`calibrated_init`). The gradient of a step comes from ``config.grad``:
@@ -58,7 +60,7 @@ EXACT_DEFAULTS: dict[str, dict[str, Any]] = {
               "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [2, 2],
               "init": [[0.035, 0.08], [0.05, 0.2]], "sim": "parallel", "lr_decay": 0.85, "loss": "voltage",
               "readout": "integrator", "scale": 10.0, "grad": "autodiff"},
-    "own": {"hidden": [100], "epochs": 30, "batch_size": 32, "lr": 2e-3, "lr_decay": 0.93, "invert": False,
+    "own": {"hidden": [100], "epochs": 30, "batch_size": 32, "lr": 2e-3, "lr_decay": 0.93, "invert": True,
             "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [2, 2],
             "init": "calibrated", "fire_fraction": 0.5, "sim": "parallel", "loss": "voltage",
             "readout": "integrator", "scale": 10.0, "grad": "autodiff", "input_scaling": "auto"},
@@ -345,7 +347,7 @@ def calibrated_init(config: ExactConfig, x: Float[Array, "N F"], *, key, fire_fr
     """
     sizes = (x.shape[1] + 1, *config.hidden)
     inputs = jax.vmap(lambda xi: encode_latency(config, xi))(jnp.asarray(x[:batch], jnp.float32))
-    gains = 2.0 ** np.arange(-4.0, 5.5, 0.5)
+    gains = [2.0 ** (k / 2) for k in range(-8, 11)]
     init = [READOUT_INIT[config.readout]] * (len(sizes))
 
     @eqx.filter_jit
@@ -362,7 +364,7 @@ def calibrated_init(config: ExactConfig, x: Float[Array, "N F"], *, key, fire_fr
                            init=trial[:layer + 2], sim=config.sim)
             fractions.append(float(fired(net, inputs, layer)))
         g = gains[int(np.argmin(np.abs(np.array(fractions) - fire_fraction)))]
-        init[layer] = (float(g * base[0]), float(g * base[1]))
+        init[layer] = (g * base[0], g * base[1])
     return tuple(init)
 
 
@@ -385,7 +387,7 @@ def exact_run(train: tuple[Array, Array], test: tuple[Array, Array] | None, conf
       ValueError: for a combination that cannot work, e.g. latency coding of features outside [0, 1]
         with ``input_scaling="none"``.
     """
-    from jsnn.data import scale_inputs
+    from jsnn.data import scale_inputs, scaled_width
     from jsnn.methods import OWN, method_defaults, num_classes_of, resolve_scaling, with_input_scaling
 
     full = {"method": "exact", "data": OWN, "seed": 0, **config}
@@ -395,7 +397,7 @@ def exact_run(train: tuple[Array, Array], test: tuple[Array, Array] | None, conf
     n_layers = len(full["hidden"]) + 1
     if len(full["max_spikes"]) != n_layers:
         full["max_spikes"] = [full["max_spikes"][0]] * n_layers
-    resolve_scaling(full, train[0], preferred="unit")
+    resolve_scaling(full, train[0], preferred="onoff")
     x = np.asarray(train[0])
     if full["input_scaling"] == "none" and (x.min() < 0 or x.max() > 1):
         raise ValueError(f"exact gradients latency-code features in [0, 1]; these span {x.min():.3g}..{x.max():.3g}. "
@@ -410,7 +412,7 @@ def exact_run(train: tuple[Array, Array], test: tuple[Array, Array] | None, conf
         full["init"] = [full["init"][0]] * (n_layers - 1) + [full["init"][-1]]
     exact_config = ExactConfig.from_dict(full)
     full.update(exact_config.to_dict())
-    method = exact_method(exact_config, x.shape[1], num_classes or num_classes_of(train, test))
+    method = exact_method(exact_config, scaled_width(full, x.shape[1]), num_classes or num_classes_of(train, test))
     return TrainingRun(with_input_scaling(method, full), train, test, full)
 
 
