@@ -24,7 +24,7 @@ from jsnn.data import DataError, fit_scaling, is_npz_path, load_dataset, load_np
 from jsnn.train import Method, TrainingRun
 
 __all__ = ["BPTT_DEFAULTS", "OWN", "RUNS", "Fitted", "bptt_run", "build_bptt", "fit", "load_run_data",
-           "load_split_arrays", "method_defaults", "with_input_scaling"]
+           "load_split_arrays", "method_defaults", "num_classes_of", "resolve_scaling", "with_input_scaling"]
 
 #: the defaults key of data that no default was tuned on (an ``.npz`` file, arrays)
 OWN = "own"

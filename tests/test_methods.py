@@ -166,10 +166,10 @@ def test_admm_calibration_is_deterministic_for_a_seed():
 def test_exact_calibration_is_deterministic_and_hits_the_firing_target():
     x, _ = signed_data(n=32)
     x = (x - x.min(0)) / (x.max(0) - x.min(0))
-    config = ExactConfig(hidden=(16,), max_spikes=(2, 2), sim="parallel", readout="integrator", loss="voltage")
+    config = ExactConfig(hidden=(8,), max_spikes=(2, 2), sim="parallel", readout="integrator", loss="voltage")
     init = calibrated_init(config, x, key=jax.random.key(0), fire_fraction=0.5)
     assert init == calibrated_init(config, x, key=jax.random.key(0), fire_fraction=0.5)
-    net = EventNet((6, 16, 1), key=jax.random.key(0), cfg=config.lif, max_spikes=2, init=init[:1] + ((0.0, 1.0),))
+    net = EventNet((6, 8, 1), key=jax.random.key(0), cfg=config.lif, max_spikes=2, init=init[:1] + ((0.0, 1.0),))
     out = eqx.filter_jit(jax.vmap(lambda xi: net(encode_latency(config, xi))))(x)
     fired = float(np.mean(np.isfinite(np.asarray(out[0].times[..., 0]))))
     assert abs(fired - 0.5) < 0.2, fired
