@@ -1,8 +1,8 @@
-"""Render the benchmark results in ``bench/results/`` into README.md.
+"""Render the benchmark results in ``bench/results/`` into docs/results.md.
 
 For every results file this script knows (the ``RENDERERS`` dict: file name ->
 render function), it replaces the text between the markers
-``<!-- bench:<stem>:start -->`` and ``<!-- bench:<stem>:end -->`` of README.md
+``<!-- bench:<stem>:start -->`` and ``<!-- bench:<stem>:end -->`` of docs/results.md
 with the rendered Markdown, where ``<stem>`` is the file name without ``.json``
 (``b1`` for ``b1.json``). A README without the markers is left alone, and the
 script says so. To add a benchmark, write ``render_<name>(results) -> str`` and
@@ -10,7 +10,7 @@ add ``"<name>.json": render_<name>`` to ``RENDERERS``.
 
 Usage::
 
-    .venv/bin/python bench/render_tables.py [--readme README.md] [--results bench/results]
+    .venv/bin/python bench/render_tables.py [--readme docs/results.md] [--results bench/results]
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ def replace_block(text: str, key: str, body: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Render bench/results/*.json into the README's bench blocks.")
-    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="file to update (default README.md)")
+    parser.add_argument("--readme", type=Path, default=REPO / "docs" / "results.md",
+                        help="file to update (default docs/results.md)")
     parser.add_argument("--results", type=Path, default=BENCH / "results", help="results folder (default bench/results)")
     args = parser.parse_args(argv)
     if not args.readme.is_file():

@@ -1,7 +1,8 @@
 """jsnn: spiking neural networks in JAX.
 
 Surrogate BPTT, ADMM, exact spike-time gradients, and lowering to integer tables,
-as pure functions over pytrees, Equinox modules and optax transformations.
+as pure functions over pytrees, Equinox modules and optax transformations. ``jsnn.fit`` trains
+any method on your own arrays with its tuned defaults (the Python face of ``jsnn train``).
 """
 
 __version__ = "0.1.0"
@@ -10,6 +11,8 @@ from jsnn import encode as encode
 from jsnn import losses as losses
 from jsnn import optim as optim
 from jsnn import surrogate as surrogate
+from jsnn.methods import Fitted as Fitted
+from jsnn.methods import fit as fit
 from jsnn.neurons import IF as IF
 from jsnn.neurons import LI as LI
 from jsnn.neurons import LIF as LIF

@@ -22,7 +22,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from jsnn import encode, losses, surrogate
 from jsnn.neurons import LI, LIF
-from jsnn.nn import Sequential, mlp
+from jsnn.nn import Linear, Recurrent, Sequential, mlp
 from jsnn.simulate import simulate
 from jsnn.train import Method
 
@@ -57,6 +57,8 @@ class BPTTConfig:
       lr: Adam learning rate (cosine-decayed to 10 % over the run when ``cosine``).
       weight_scale: initial weight gain.
       rate_reg: weight of the hidden firing-rate regulariser (0 disables it).
+      recurrent: hidden layers are :class:`jsnn.nn.Recurrent` LIF layers (``c_t = W x_t + R s_{t-1}``),
+        the recipe for time-series inputs ``(T, F)``.
     """
 
     hidden: tuple[int, ...] = (128,)
@@ -72,6 +74,7 @@ class BPTTConfig:
     weight_scale: float = 1.0
     rate_reg: float = 0.0
     cosine: bool = True
+    recurrent: bool = False
 
     def __post_init__(self):
         if self.encoding not in ENCODINGS:
@@ -103,12 +106,27 @@ def make_network(config: BPTTConfig, in_features: int, num_classes: int, *, key:
     sg = SURROGATES[config.surrogate](slope=config.slope)
     neuron = LIF(decay=config.decay, threshold=config.threshold, reset=config.reset, surrogate=sg)
     readout = neuron if config.loss == "ce_count" else LI(decay=config.decay)
-    return mlp(in_features, config.hidden, num_classes, neuron=neuron, readout=readout,
-               scale=config.weight_scale, key=key)
+    if not config.recurrent:
+        return mlp(in_features, config.hidden, num_classes, neuron=neuron, readout=readout,
+                   scale=config.weight_scale, key=key)
+    sizes = [in_features, *config.hidden, num_classes]
+    keys = jax.random.split(key, 2 * len(sizes))
+    layers: list[eqx.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Linear(n_in, n_out, scale=config.weight_scale, key=keys[2 * i]))
+        hidden = i < len(sizes) - 2
+        layers.append(Recurrent(n_out, neuron, scale=config.weight_scale, key=keys[2 * i + 1]) if hidden else readout)
+    return Sequential(layers)
 
 
-def encode_batch(config: BPTTConfig, x: Float[Array, "B F"], *, key: PRNGKeyArray) -> Float[Array, "B T F"]:
-    """Encode a batch of static samples in [0, 1] into ``(B, T, F)`` inputs."""
+def encode_batch(config: BPTTConfig, x: Float[Array, "B F"] | Float[Array, "B T F"], *,
+                 key: PRNGKeyArray) -> Float[Array, "B T F"]:
+    """Encode a batch of static samples into ``(B, T, F)`` inputs; a batch of time series passes as it is.
+
+    "direct" takes any real features (the input current of every step); "rate" and "latency" need [0, 1].
+    """
+    if x.ndim == 3:
+        return x
     if config.encoding == "rate":
         keys = jax.random.split(key, x.shape[0])
         return jax.vmap(lambda xi, k: encode.rate(xi, config.T, key=k))(x, keys)

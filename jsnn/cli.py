@@ -54,8 +54,44 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    epilog_fn = None  # builds the epilog when help is shown (so parsing does not import the methods)
+
     def error(self, message):  # one line, exit 2, no usage dump
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def format_help(self):
+        if self.epilog_fn is not None:
+            self.epilog = self.epilog_fn()
+        return super().format_help()
+
+
+def _data(text: str) -> str:
+    """``--data``: a bundled data set's name, or an ``.npz`` file (recorded as an absolute path)."""
+    from jsnn.data import is_npz_path
+
+    if text in DATASETS:
+        return text
+    if is_npz_path(text):
+        return str(Path(text).expanduser().resolve())
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(DATASETS)} or a file PATH.npz, got {text!r}")
+
+
+def _defaults_table() -> str:
+    """The per-data-set defaults that the builders fill in, one line per method and data set."""
+    from jsnn.exact.method import EXACT_DEFAULTS
+    from jsnn.methods import BPTT_DEFAULTS
+    from jsnn.optim.admm_method import ADMM_COMMON, ADMM_DEFAULTS
+
+    tables = [("bptt", BPTT_DEFAULTS), ("admm", {"(every)": ADMM_COMMON, **ADMM_DEFAULTS}),
+              ("exact", EXACT_DEFAULTS)]
+    lines = ["defaults filled in per method and data set (flags override them; 'own' = --data FILE.npz):"]
+    for method, table in tables:
+        for data, values in table.items():
+            text = " ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in values.items())
+            lines.append(f"  {method:<6}{data:<9}{text}")
+    lines.append("FILE.npz holds x_train, y_train, x_test, y_test: x (N, F) features or (N, T, F) time series, "
+                 "y integer labels (see jsnn.data.npz).")
+    return "\n".join(lines)
 
 
 def _integer(what: str, low: int, high: int | None = None):
@@ -106,9 +142,12 @@ def _parser() -> _Parser:
     parser = _Parser(prog="jsnn", description="Spiking neural networks in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train a network", description="Train a spiking network.")
+    train = sub.add_parser("train", help="train a network", description="Train a spiking network.",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.epilog_fn = _defaults_table
     train.add_argument("--method", choices=sorted(METHODS), help="training method (default: bptt)")
-    train.add_argument("--data", choices=DATASETS, help="data set (default: digits)")
+    train.add_argument("--data", type=_data, metavar="{digits,mnist,yinyang,FILE.npz}",
+                       help="a bundled data set or your own .npz file (default: digits)")
     train.add_argument("--data-dir", help="folder with the MNIST IDX files (else $JSNN_DATA, then the cache)")
     train.add_argument("--hidden", type=_positive_int, nargs="+", help="hidden layer widths")
     train.add_argument("--T", type=_positive_int, help="time steps")
@@ -173,7 +212,9 @@ def builder_for(config: dict[str, Any], source: str):
         method = config.get("method") if isinstance(config, dict) else None
         raise UsageError(f"{source} names the training method {method!r}, which this jsnn does not know "
                          f"({', '.join(sorted(METHODS))}); it may come from a newer jsnn.")
-    if config.get("data") not in DATASETS:
+    from jsnn.data import is_npz_path
+
+    if config.get("data") not in DATASETS and not is_npz_path(str(config.get("data"))):
         raise UsageError(f"{source} names the data set {config.get('data')!r}, which this jsnn does not know "
                          f"({', '.join(DATASETS)}); it may come from a newer jsnn.")
     module, name = METHODS[config["method"]].split(":")

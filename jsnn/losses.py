@@ -1,11 +1,12 @@
 """Losses and regularisers on the output of a spiking network, for one sample.
 
 Each loss takes the output sequence ``(T, K)`` of one sample and an integer label, and
-returns a scalar; average over a batch with ``jax.vmap`` and ``mean``. A concrete label
-outside ``[0, K)`` raises ``ValueError``; under ``jit`` or ``vmap`` (a traced label) it
-makes the loss NaN, which :func:`jsnn.train.fit` reports as a diverged run, never a
-finite loss on a wrong class. Each classification
-loss has a matching ``predict_*`` function that gives the decision it trains for.
+returns a scalar; average over a batch with ``jax.vmap`` and ``mean``. Each classification
+loss reads one of the ``*_logits`` functions (``count_logits``, ``max_logits``, ``last_logits``,
+``mean_logits``), whose argmax is the decision it trains for; :data:`LOSSES` pairs each loss with
+its logits. A concrete label outside ``[0, K)`` raises ``ValueError``; under ``jit`` or ``vmap``
+(a traced label) it makes the loss NaN, which :func:`jsnn.train.fit` reports as a diverged run,
+never a finite loss on a wrong class.
 
 References:
   Eshraghian et al., "Training spiking neural networks using lessons from deep
@@ -25,6 +26,10 @@ __all__ = [
     "ce_last_membrane",
     "ce_max_membrane",
     "ce_mean_membrane",
+    "count_logits",
+    "last_logits",
+    "max_logits",
+    "mean_logits",
     "mse_membrane",
     "rate_regularizer",
 ]

@@ -34,7 +34,7 @@ from jsnn.checkpoint import NonFiniteStateError, atomic_write_bytes, is_finite_t
 from jsnn.data import iterate_batches, num_batches
 
 __all__ = ["DivergenceGuard", "FitResult", "Method", "StopRequest", "TrainingDiverged", "TrainingRun", "evaluate",
-           "fit"]
+           "fit", "predict"]
 
 CHECKPOINT_NAME = "checkpoint.eqx"
 METRICS_NAME = "metrics.jsonl"
@@ -126,33 +126,49 @@ class FitResult:
     interrupted: bool = False
 
 
+def predict(method: Method, state: PyTree, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """``method.predict`` over ``x`` in fixed-size batches (the last one padded), as a numpy label array.
+
+    Args:
+      method: the method whose ``predict`` to use.
+      state: training state.
+      x: raw samples, shape ``(N, ...)``.
+      batch_size: evaluation batch size; every batch has this shape, so it compiles once.
+
+    Returns:
+      The predicted labels ``(N,)``.
+    """
+    n = len(x)
+    if n == 0:
+        raise ValueError("predict got an empty data set.")
+    jit_predict = eqx.filter_jit(method.predict)
+    batch_size = min(batch_size, n)
+    out = []
+    for start in range(0, n, batch_size):
+        xb = np.asarray(x[start : start + batch_size])
+        valid = len(xb)
+        if valid < batch_size:
+            xb = np.concatenate([xb, np.repeat(xb[-1:], batch_size - valid, axis=0)])
+        out.append(np.asarray(jit_predict(state, jnp.asarray(xb)))[:valid])
+    return np.concatenate(out)
+
+
 def evaluate(method: Method, state: PyTree, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> float:
-    """Accuracy of ``method.predict`` on ``(x, y)``, in fixed-size batches (the last one padded).
+    """Accuracy of ``method.predict`` on ``(x, y)`` (batched as in :func:`predict`).
 
     Args:
       method: the method whose ``predict`` to use.
       state: training state.
       x: raw samples, shape ``(N, ...)``.
       y: integer labels ``(N,)``.
-      batch_size: evaluation batch size; every batch has this shape, so it compiles once.
+      batch_size: evaluation batch size.
 
     Returns:
       The fraction of correct predictions.
     """
-    predict = eqx.filter_jit(method.predict)
-    n = len(y)
-    if n == 0:
+    if len(y) == 0:
         raise ValueError("evaluate got an empty data set.")
-    batch_size = min(batch_size, n)
-    correct = 0
-    for start in range(0, n, batch_size):
-        xb = x[start : start + batch_size]
-        valid = len(xb)
-        if valid < batch_size:
-            xb = np.concatenate([xb, np.repeat(xb[-1:], batch_size - valid, axis=0)])
-        pred = np.asarray(predict(state, jnp.asarray(xb)))[:valid]
-        correct += int((pred == y[start : start + valid]).sum())
-    return correct / n
+    return int((predict(method, state, x, batch_size=batch_size) == y).sum()) / len(y)
 
 
 class StopRequest:
@@ -351,12 +367,14 @@ class TrainingRun:
       test: ``(x, y)`` test arrays.
       config: the full run config (stored in checkpoints; must include ``epochs``,
         ``batch_size`` and ``seed``).
+      state: the training state after the last call (``None`` before).
     """
 
     method: Method
     train: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray] | None
     config: dict[str, Any]
+    state: PyTree = field(default=None, repr=False)
 
     def __call__(self, *, out_dir: str | Path | None, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         """Train (or resume), then return a JSON-able summary."""
@@ -364,6 +382,7 @@ class TrainingRun:
         result = fit(self.method, self.train, self.test, epochs=self.config["epochs"],
                      batch_size=self.config["batch_size"], seed=self.config["seed"], out_dir=out_dir,
                      config=self.config, resume=resume, progress=progress)
+        self.state = result.state
         summary = {"config": self.config, "test_accuracy": result.test_accuracy,
                    "interrupted": result.interrupted, "wall_s": round(time.perf_counter() - start, 2)}
         if out_dir is not None:
@@ -374,6 +393,16 @@ class TrainingRun:
         """The trained network in a checkpoint written by this run's config."""
         state, _ = load_checkpoint(checkpoint, self.method.init(jax.random.key(0)))
         return self.method.network(state)
+
+    def predict(self, x: np.ndarray, *, checkpoint: str | Path | None = None) -> np.ndarray:
+        """Labels for raw samples ``x`` from the state of the last call, or from ``checkpoint``."""
+        if checkpoint is not None:
+            state, _ = load_checkpoint(checkpoint, self.method.init(jax.random.key(0)))
+        elif self.state is None:
+            raise ValueError("nothing trained yet: call the run first, or pass checkpoint=.")
+        else:
+            state = self.state
+        return predict(self.method, state, x)
 
     def evaluate(self, checkpoint: str | Path) -> dict[str, Any]:
         """Test accuracy of a checkpoint written by this run's config."""

@@ -1,4 +1,4 @@
-"""Data sets for jsnn: the embedded 8x8 digits, MNIST (IDX, checksummed), Yin-Yang, event streams.
+"""Data sets for jsnn: the embedded 8x8 digits, MNIST (IDX, checksummed), Yin-Yang, event streams, your own .npz.
 
 Every loader returns a :class:`Dataset` of host numpy arrays (x float32, y int32);
 :func:`iterate_batches` moves one mini-batch at a time to the device. Attribution for the data is in
@@ -32,6 +32,13 @@ from .mnist import MNIST_SIZES, ENV_VAR
 from .mnist import find_mnist_dir as find_mnist_dir
 from .mnist import load_mnist as load_mnist
 from .mnist import read_idx as read_idx
+from .npz import NPZ_KEYS as NPZ_KEYS
+from .npz import is_npz_path as is_npz_path
+from .npz import load_npz as load_npz
+from .npz import npz_sha256 as npz_sha256
+from .scaling import fit_scaling as fit_scaling
+from .scaling import scale_inputs as scale_inputs
+from .scaling import scaled_width as scaled_width
 from .yinyang import DEFAULT_SIZES as _YINYANG_SIZES
 from .yinyang import load_yinyang as load_yinyang
 from .yinyang import yinyang_class as yinyang_class

@@ -19,6 +19,12 @@ from jsnn.exact.losses import predict_voltage as predict_voltage
 from jsnn.exact.losses import spike_count_loss as spike_count_loss
 from jsnn.exact.losses import ttfs_loss as ttfs_loss
 from jsnn.exact.losses import voltage_loss as voltage_loss
+from jsnn.exact.method import EXACT_DEFAULTS as EXACT_DEFAULTS
+from jsnn.exact.method import ExactConfig as ExactConfig
+from jsnn.exact.method import build_exact as build_exact
+from jsnn.exact.method import calibrated_init as calibrated_init
+from jsnn.exact.method import exact_method as exact_method
+from jsnn.exact.method import exact_run as exact_run
 from jsnn.exact.net import EventNet as EventNet
 from jsnn.exact.net import spike_time_jacobian as spike_time_jacobian
 from jsnn.exact.readout import integrator_readout as integrator_readout

@@ -1,8 +1,17 @@
 """``jsnn train --method exact``: event-driven CuBa-LIF networks trained with exact spike-time gradients.
 
 ``exact_method`` turns an :class:`ExactConfig` into a :class:`jsnn.train.Method` (init, jitted-able step,
-predict, network); ``build_exact`` turns a run config (CLI flags or a checkpoint header) into a
-:class:`jsnn.train.TrainingRun`. The gradient of a step comes from ``config.grad``:
+predict, network); ``exact_run`` turns arrays and a config into a :class:`jsnn.train.TrainingRun` with the
+tuned defaults (``jsnn.fit(..., method="exact")``), and ``build_exact`` loads the data of a run config
+(CLI flags or a checkpoint header) and calls ``exact_run``.
+
+Own data (``EXACT_DEFAULTS["own"]``): features outside [0, 1] become on/off channels in [0, 1]
+(``input_scaling="onoff"``: the standardised value's positive and negative parts, see
+:mod:`jsnn.data.scaling`), latency-coded bright-early (``invert``) in the window ``[t_min, t_max]`` =
+[0, tau_mem], so a feature at its mean sends no spike, like an image's black pixels; a time series
+``(T, F)`` is read as ``T F`` static features (the event-driven recurrent layer is not fed by time-series
+inputs here; use BPTT's ``Recurrent`` recipe for sequences). The hidden weights' scale is calibrated on
+128 training samples so that about half the hidden neurons spike per sample (:func:`calibrated_init`). The gradient of a step comes from ``config.grad``:
 
 - ``"autodiff"``: reverse mode through the event scan with the IFT spike-time rule;
 - ``"adjoint"``: the hand EventProp ``custom_vjp`` (O(spikes) memory);
@@ -26,6 +35,7 @@ from typing import Any, NamedTuple, get_args
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
@@ -35,8 +45,8 @@ from .flow import LIFConfig
 from .losses import predict_count, predict_first_spike, predict_voltage, spike_count_loss, ttfs_loss, voltage_loss
 from .net import EventNet, ReadoutMode, SimMode
 
-__all__ = ["EXACT_DEFAULTS", "ExactConfig", "ExactState", "build_exact", "encode_latency", "exact_loss",
-           "exact_method"]
+__all__ = ["EXACT_DEFAULTS", "ExactConfig", "ExactState", "build_exact", "calibrated_init", "encode_latency",
+           "exact_loss", "exact_method", "exact_run"]
 
 #: per data set defaults of ``jsnn train --method exact`` (flags override them)
 EXACT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -50,7 +60,14 @@ EXACT_DEFAULTS: dict[str, dict[str, Any]] = {
               "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [2, 2],
               "init": [[0.035, 0.08], [0.05, 0.2]], "sim": "parallel", "lr_decay": 0.85, "loss": "voltage",
               "readout": "integrator", "scale": 10.0, "grad": "autodiff"},
+    "own": {"hidden": [100], "epochs": 30, "batch_size": 32, "lr": 2e-3, "lr_decay": 0.93, "invert": True,
+            "t_min": 0.0, "t_max": 10.0, "t_bias": 0.0, "t_end": 30.0, "max_spikes": [2, 2],
+            "init": "calibrated", "fire_fraction": 0.5, "sim": "parallel", "loss": "voltage",
+            "readout": "integrator", "scale": 10.0, "grad": "autodiff", "input_scaling": "auto"},
 }
+
+#: the readout init that calibrated_init keeps (the hidden layers' scale is calibrated)
+READOUT_INIT = {"integrator": (0.05, 0.2), "spiking": (0.1, 0.3)}
 
 GRADS = ("fp", "autodiff", "adjoint")
 LOSSES = ("ttfs", "count", "voltage")
@@ -303,25 +320,112 @@ def exact_method(config: ExactConfig, in_features: int, num_classes: int, *,
     return Method(init=init, step=step, predict=predict, network=lambda state: state.net)
 
 
+def calibrated_init(config: ExactConfig, x: Float[Array, "N F"], *, key, fire_fraction: float = 0.5,
+                    batch: int = 128) -> tuple[tuple[float, float], ...]:
+    """Initial ``(mean, std)`` per layer whose hidden neurons spike on about ``fire_fraction`` of the samples.
+
+    Hidden layer ``l`` (in order) gets ``g * (2 / n, 1 / sqrt(n))`` with ``n`` its fan-in (inputs plus bias)
+    and the gain ``g`` from the geometric grid ``2^-4 .. 2^5`` whose fraction of (sample, neuron) pairs with
+    at least one spike, on the first ``batch`` samples of ``x``, is closest to ``fire_fraction``. The
+    readout keeps :data:`READOUT_INIT`. Deterministic for a key: the trial networks draw from ``key``.
+
+    Args:
+      config: the run's config (its ``init`` is ignored).
+      x: training samples in [0, 1], ``(N, F)``.
+      key: PRNG key of the trial networks.
+      fire_fraction: target fraction of hidden neurons that spike per sample.
+      batch: samples used.
+
+    Returns:
+      ``init`` for :class:`ExactConfig`.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> cfg = ExactConfig(hidden=(6,), max_spikes=(2, 2))
+      >>> x = np.random.default_rng(0).random((16, 4)).astype(np.float32)
+      >>> init = calibrated_init(cfg, x, key=jax.random.key(0))
+      >>> len(init), init[1]
+      (2, (0.1, 0.3))
+    """
+    sizes = (x.shape[1] + 1, *config.hidden)
+    inputs = jax.vmap(lambda xi: encode_latency(config, xi))(jnp.asarray(x[:batch], jnp.float32))
+    gains = [2.0 ** (k / 2) for k in range(-8, 11)]
+    init = [READOUT_INIT[config.readout]] * (len(sizes))
+
+    @eqx.filter_jit
+    def fired(net, inputs, layer):
+        out = jax.vmap(lambda t: net(t, grad="autodiff"))(inputs)
+        return jnp.mean(jnp.isfinite(out[layer].times[..., 0]).astype(jnp.float32))
+
+    for layer, fan_in in enumerate(sizes[:-1]):
+        base = (2.0 / fan_in, 1.0 / fan_in**0.5)
+        fractions = []
+        for g in gains:
+            trial = init[:layer] + [(g * base[0], g * base[1])] + init[layer + 1:]
+            net = EventNet((*sizes[:layer + 2], 1), key=key, cfg=config.lif, max_spikes=2,
+                           init=trial[:layer + 2], sim=config.sim)
+            fractions.append(float(fired(net, inputs, layer)))
+        g = gains[int(np.argmin(np.abs(np.array(fractions) - fire_fraction)))]
+        init[layer] = (g * base[0], g * base[1])
+    return tuple(init)
+
+
+def exact_run(train: tuple[Array, Array], test: tuple[Array, Array] | None, config: dict[str, Any],
+              num_classes: int | None = None) -> TrainingRun:
+    """An exact-gradient run on arrays with the tuned defaults (:data:`EXACT_DEFAULTS`).
+
+    Args:
+      train: ``(x, y)`` training arrays; ``(N, T, F)`` time series are flattened to ``T F`` features.
+      test: ``(x, y)`` test arrays, evaluated after every epoch (or None).
+      config: overrides of the defaults (any :class:`ExactConfig` field, ``epochs``, ``batch_size``,
+        ``seed``, ``input_scaling``, ``init="calibrated"`` with ``fire_fraction``); ``data`` picks the
+        defaults (default: own data).
+      num_classes: number of classes (default: from the labels).
+
+    Returns:
+      A :class:`jsnn.train.TrainingRun`; call it to train.
+
+    Raises:
+      ValueError: for a combination that cannot work, e.g. latency coding of features outside [0, 1]
+        with ``input_scaling="none"``.
+    """
+    from jsnn.data import scale_inputs, scaled_width
+    from jsnn.methods import OWN, method_defaults, num_classes_of, resolve_scaling, with_input_scaling
+
+    full = {"method": "exact", "data": OWN, "seed": 0, **config}
+    full = {**method_defaults(EXACT_DEFAULTS, full["data"]), **full}
+    flat = lambda s: (np.asarray(s[0]).reshape(len(s[0]), -1), s[1])  # noqa: E731
+    train, test = flat(train), None if test is None else flat(test)
+    n_layers = len(full["hidden"]) + 1
+    if len(full["max_spikes"]) != n_layers:
+        full["max_spikes"] = [full["max_spikes"][0]] * n_layers
+    resolve_scaling(full, train[0], preferred="onoff")
+    x = np.asarray(train[0])
+    if full["input_scaling"] == "none" and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"exact gradients latency-code features in [0, 1]; these span {x.min():.3g}..{x.max():.3g}. "
+                         "Use input_scaling='unit' (or 'auto').")
+    full["steps_per_epoch"] = max(1, len(train[1]) // full["batch_size"])
+    if full["init"] == "calibrated":
+        placeholder = ExactConfig.from_dict({**full, "init": [(0.0, 1.0)] * n_layers})
+        scaled = np.asarray(scale_inputs(full, x))
+        full["init"] = [list(p) for p in calibrated_init(placeholder, scaled, key=jax.random.key(full["seed"]),
+                                                         fire_fraction=full.get("fire_fraction", 0.5))]
+    elif len(full["init"]) != n_layers:
+        full["init"] = [full["init"][0]] * (n_layers - 1) + [full["init"][-1]]
+    exact_config = ExactConfig.from_dict(full)
+    full.update(exact_config.to_dict())
+    method = exact_method(exact_config, scaled_width(full, x.shape[1]), num_classes or num_classes_of(train, test))
+    return TrainingRun(with_input_scaling(method, full), train, test, full)
+
+
 def build_exact(config: dict[str, Any], *, data_dir: str | None = None) -> TrainingRun:
-    """An exact-gradient run for ``config`` (defaults filled in from :data:`EXACT_DEFAULTS`).
+    """An exact-gradient run for ``config`` (``jsnn train --method exact``): ``load_run_data`` + :func:`exact_run`.
 
     Example:
       >>> run = build_exact({"data": "yinyang", "epochs": 1, "hidden": [8]})  # doctest: +SKIP
     """
-    from jsnn.methods import load_split_arrays
+    from jsnn.methods import load_run_data
 
-    full = {"method": "exact", "data": "yinyang", "seed": 0}
-    full.update(config)
-    full = {**EXACT_DEFAULTS[full["data"]], **full}
-    n_layers = len(full["hidden"]) + 1
-    if len(full["max_spikes"]) != n_layers:
-        full["max_spikes"] = [full["max_spikes"][0]] * n_layers
-    if len(full["init"]) != n_layers:
-        full["init"] = [full["init"][0]] * (n_layers - 1) + [full["init"][-1]]
-    train, test, num_classes = load_split_arrays(full["data"], data_dir)
-    full["steps_per_epoch"] = max(1, len(train[1]) // full["batch_size"])
-    exact_config = ExactConfig.from_dict(full)
-    full.update(exact_config.to_dict())
-    method = exact_method(exact_config, train[0].shape[1], num_classes)
-    return TrainingRun(method, train, test, full)
+    full = {"data": "yinyang", **config}
+    train, test, num_classes = load_run_data(full, data_dir)
+    return exact_run(train, test, full, num_classes)

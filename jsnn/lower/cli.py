@@ -76,6 +76,7 @@ def finetune_bptt(net, tables, training, calibration, *, epochs: int, lr: float,
     import optax
 
     from jsnn.bptt import BPTTConfig, bptt_loss, encode_batch
+    from jsnn.data import scale_inputs
     from jsnn.data.batching import iterate_batches
     from jsnn.lower.finetune import fit_to_tables
 
@@ -85,7 +86,8 @@ def finetune_bptt(net, tables, training, calibration, *, epochs: int, lr: float,
     def batches(epoch):
         key = jax.random.fold_in(jax.random.key(seed), epoch)
         for x, y in iterate_batches(training.train, training.config["batch_size"], key=key):
-            yield encode_batch(config, jnp.asarray(x, jnp.float32), key=jax.random.fold_in(key, 1)), y
+            x = scale_inputs(training.config, jnp.asarray(x, jnp.float32))  # the run's own-data input scaling
+            yield encode_batch(config, x, key=jax.random.fold_in(key, 1)), y
 
     return fit_to_tables(net, tables, lambda n, x, y: bptt_loss(n, config, x, y)[0], batches, calibration,
                          optimizer=optax.adam(lr), epochs=epochs)
@@ -145,6 +147,7 @@ def run(args) -> dict[str, Any]:
 
     from jsnn.bptt import BPTTConfig, encode_batch
     from jsnn.checkpoint import staged_folder
+    from jsnn.data import scale_inputs
     from jsnn.lower.calibrate import lower_calibrated
     from jsnn.lower.profiles import get_profile
     from jsnn.lower.tables import save_tables
@@ -162,7 +165,8 @@ def run(args) -> dict[str, Any]:
     if args.finetune_epochs and training.config.get("method") != "bptt":
         raise LowerUsageError(f"--finetune-epochs needs a BPTT checkpoint (its loss and encoding); "
                               f"{args.checkpoint} was trained with --method {training.config.get('method')}.")
-    x = np.asarray(training.train[0][: args.calibration_samples], np.float32)
+    # the tables take the inputs the network was trained on: after the run's own-data scaling, if any
+    x = np.asarray(scale_inputs(training.config, np.asarray(training.train[0][: args.calibration_samples], np.float32)))
     config = BPTTConfig.from_dict(training.config)
     calibration = np.asarray(encode_batch(config, jnp.asarray(x), key=jax.random.key(0)))
     tables, report, _ = lower_calibrated(net, profile, calibration, headroom=args.headroom, dt=args.dt,

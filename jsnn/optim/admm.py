@@ -195,8 +195,16 @@ class _Hyper(NamedTuple):
 # ----------------------------------------------------------------------------- params <-> network
 
 
+def _all_zero(weight) -> bool:
+    """Whether a concrete weight array is all zeros (False for traced values, which cannot be checked)."""
+    return not isinstance(weight, jax.core.Tracer) and not bool(np.any(np.asarray(weight)))
+
+
 def init_params(sizes: list[int], *, use_bias: bool = False, dtype=jnp.float32) -> Params:
     """Zero weights for layer widths ``[d_0, d_1, ..., d_L]`` (ADMM overwrites them in its first iteration).
+
+    For ``admm(..., init="uniform" or "zeros")``; ``init="forward"`` needs random weights
+    (:func:`jsnn.optim.calibrated_params`).
 
     Example:
       >>> p = init_params([5, 4, 2])
@@ -823,7 +831,8 @@ def admm(
       seed: seed of the state initialisation and the random orders.
       options: sweep and order choices.
       init: ``"uniform"`` (U[0,1) potentials and spikes), ``"zeros"``, or ``"forward"`` (the forward
-        simulation of the params at the first update; give random, not zero, initial weights).
+        simulation of the params at the first update; give random, not zero, initial weights, e.g.
+        :func:`jsnn.optim.calibrated_params`: ``init`` refuses all-zero hidden weights).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -855,6 +864,10 @@ def admm(
         options = replace(options, start="forward")
 
     def init_fn(params):
+        if init == "forward" and any(_all_zero(layer["weight"]) for layer in params[:-1]):
+            raise ValueError("init='forward' starts from the forward simulation of params, and a hidden layer with "
+                             "all-zero weights never spikes, so ADMM would stay at zero weights; start from random "
+                             "weights (jsnn.optim.calibrated_params) or use init='uniform'.")
         return init_state(params, layout, seed=seed, init="zeros" if init == "forward" else init)
 
     def update_fn(updates, state, params=None, *, batch: AdmmBatch, **extra):

@@ -5,9 +5,14 @@ ADMM is full-batch (one iteration sweeps every sample), so it does not use the m
 (``run(out_dir=..., resume=..., progress=...)`` and ``run.evaluate(checkpoint)``) and writes the
 same files: ``checkpoint.eqx`` (jsnn checkpoint format, atomic) and ``metrics.jsonl``.
 
-Inputs are direct-coded (the pixel intensities are the input current at every step). The
-network starts from random weights whose gains are calibrated so each hidden layer fires at
-about ``target_rate``, and ADMM starts from their forward simulation (``init="forward"``).
+Inputs are direct-coded (the features are the input current at every step; a time series
+``(N, T, F)`` is the current of each step as it is), standardised first when they lie outside
+[0, 1]. The network starts from random weights whose gains are calibrated on the training data so
+each hidden layer fires at about ``target_rate`` (:func:`calibrated_params`, deterministic for a
+seed), and ADMM starts from their forward simulation (``init="forward"``).
+
+:func:`admm_run` is the array-level entry (``jsnn.fit(..., method="admm")``), :func:`build_admm` the
+CLI's (``jsnn train --method admm``); both fill in :data:`ADMM_DEFAULTS` and :data:`ADMM_COMMON`.
 
 References:
   Perin, Bidini, Mazzieri, Rossi, "ADMM-based training for spiking neural networks",
@@ -19,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,8 +45,8 @@ from jsnn.optim.admm import (
 )
 from jsnn.optim.admm_blocks import check_hyperparameter
 
-__all__ = ["ADMM_DEFAULTS", "AdmmRun", "DivergenceError", "accuracy", "build_admm", "calibrated_params",
-           "plot_metrics", "refit_readout"]
+__all__ = ["ADMM_COMMON", "ADMM_DEFAULTS", "AdmmRun", "DivergenceError", "accuracy", "admm_run", "build_admm",
+           "calibrated_params", "plot_metrics", "refit_readout"]
 
 CHECKPOINT_NAME = "checkpoint.eqx"
 METRICS_NAME = "metrics.jsonl"
@@ -50,8 +55,10 @@ METRICS_NAME = "metrics.jsonl"
 ADMM_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"hidden": [256], "T": 8, "iters": 100, "warmup": 30},
     "mnist": {"hidden": [1024], "T": 8, "iters": 70, "warmup": 15, "train_samples": 10000, "chunk_size": 2500},
+    "own": {"hidden": [256], "T": 8, "iters": 100, "warmup": 30, "input_scaling": "auto"},
 }
-_COMMON = {"rho": 1.0, "beta": 0.1, "ridge": 1e-2, "decay": 0.95, "threshold": 1.0, "sweep": "red_black",
+#: the tuned settings every ADMM run starts from (ridge, warm start, readout refit; bench/admm_accuracy.py)
+ADMM_COMMON = {"rho": 1.0, "beta": 0.1, "ridge": 1e-2, "decay": 0.95, "threshold": 1.0, "sweep": "red_black",
            "init": "forward", "target_rate": 0.15, "log_every": 10, "checkpoint_every": 10, "seed": 0,
            "plot": False, "refit_readout": True}
 
@@ -103,7 +110,8 @@ def _layer_rate(params, x, gain, decay, threshold, *, layer):
 
 
 def _direct(x: np.ndarray, num_steps: int) -> np.ndarray:
-    return np.repeat(x[:, None, :], num_steps, axis=1)
+    """Direct coding: static ``(N, F)`` features repeated over ``num_steps``; a ``(N, T, F)`` series as it is."""
+    return x if x.ndim == 3 else np.repeat(x[:, None, :], num_steps, axis=1)
 
 
 @dataclass
@@ -111,17 +119,24 @@ class AdmmRun:
     """An ADMM run bound to its data and config (the face of :class:`jsnn.train.TrainingRun`)."""
 
     train: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray] | None
     num_classes: int
     config: dict[str, Any]
+    model: Any = field(default=None, repr=False)  #: the trained parameters after a call
+
+    def _inputs(self, x: np.ndarray) -> np.ndarray:
+        """Raw samples -> the network's input currents ``(N, T, F)`` (scaling of the config, direct coding)."""
+        from jsnn.data import scale_inputs
+
+        return _direct(np.asarray(scale_inputs(self.config, np.asarray(x, np.float32))), self.config["T"])
 
     def _setup(self):
         c = self.config
         x, y = self.train
         layout = StateLayout(num_samples=len(y), num_steps=c["T"], chunk_size=c.get("chunk_size"))
-        batch = make_batch(_direct(x, c["T"]), y, layout, targets=np.eye(self.num_classes)[y])
-        sizes = [x.shape[1], *c["hidden"], self.num_classes]
-        params = calibrated_params(sizes, _direct(x[:256], c["T"]), key=jax.random.key(c["seed"]),
+        batch = make_batch(self._inputs(x), y, layout, targets=np.eye(self.num_classes)[y])
+        sizes = [x.shape[-1], *c["hidden"], self.num_classes]
+        params = calibrated_params(sizes, self._inputs(x[:256]), key=jax.random.key(c["seed"]),
                                    decay=c["decay"], threshold=c["threshold"], target_rate=c["target_rate"])
         opt = admm(c["rho"], c["beta"], layout=layout, decay=c["decay"], threshold=c["threshold"],
                    warmup=c["warmup"], ridge=c["ridge"], seed=c["seed"], options=AdmmOptions(sweep=c["sweep"]),
@@ -129,8 +144,10 @@ class AdmmRun:
         return layout, batch, params, opt
 
     def _accuracy(self, params, x, y) -> float:
-        return accuracy(params, _direct(x, self.config["T"]), y, decay=self.config["decay"],
-                        threshold=self.config["threshold"])
+        return accuracy(params, self._inputs(x), y, decay=self.config["decay"], threshold=self.config["threshold"])
+
+    def _test_accuracy(self, params) -> float | None:
+        return None if self.test is None else self._accuracy(params, *self.test)
 
     def __call__(self, *, out_dir: str | Path | None, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         """Run (or resume) the iterations; return a JSON-able summary."""
@@ -193,7 +210,7 @@ class AdmmRun:
                 if it % c["log_every"] == 0 or it == c["iters"]:
                     m = admm_metrics(params, opt_state, batch, rho=c["rho"], beta=c["beta"], decay=c["decay"],
                                      threshold=c["threshold"])
-                    record = {"iter": it, **m, "test_accuracy": self._accuracy(params, *self.test),
+                    record = {"iter": it, **m, "test_accuracy": self._test_accuracy(params),
                               "wall_s": round(time.perf_counter() - start, 2)}
                     problem = monitor.check(m)
                     if problem:
@@ -202,7 +219,7 @@ class AdmmRun:
                         with metrics_path.open("a") as f:
                             f.write(json.dumps(record) + "\n")
                     bar.set_postfix(loss=f"{m['loss']:.3g}", train=f"{m['train_accuracy']:.3f}",
-                                    test=f"{record['test_accuracy']:.3f}")
+                                    test=f"{record['test_accuracy'] or 0:.3f}")
                 interrupted = stop.requested
                 if interrupted or (it % c["checkpoint_every"] == 0 and it < c["iters"]):  # the last one follows
                     save(params[-1])
@@ -217,13 +234,14 @@ class AdmmRun:
         model = params
         if c["refit_readout"]:
             x, y = self.train
-            summary["test_accuracy_before_refit"] = self._accuracy(params, *self.test)
-            model = refit_readout(params, _direct(x, c["T"]), np.eye(self.num_classes)[y], decay=c["decay"],
+            summary["test_accuracy_before_refit"] = self._test_accuracy(params)
+            model = refit_readout(params, self._inputs(x), np.eye(self.num_classes)[y], decay=c["decay"],
                                   threshold=c["threshold"], ridge=c["ridge"])
         save(model[-1])
         if out and c.get("plot"):
             plot_metrics(metrics_path, out / "metrics.png")
-        summary |= {"config": c, "test_accuracy": self._accuracy(model, *self.test),
+        self.model = model
+        summary |= {"config": c, "test_accuracy": self._test_accuracy(model),
                    "train_accuracy": record.get("train_accuracy"), "iterations": it,
                    "interrupted": False, "wall_s": round(time.perf_counter() - start, 2)}
         if ckpt is not None:
@@ -242,6 +260,19 @@ class AdmmRun:
         """The trained network in a checkpoint written by this run's config (a jsnn ``Sequential``)."""
         model, _ = self._load_model(checkpoint)
         return to_sequential(model, decay=self.config["decay"], threshold=self.config["threshold"])
+
+    def predict(self, x: np.ndarray, *, checkpoint: str | Path | None = None) -> np.ndarray:
+        """Labels for raw samples ``x`` from the model of the last call, or from ``checkpoint``."""
+        if checkpoint is not None:
+            model, _ = self._load_model(checkpoint)
+        elif self.model is None:
+            raise ValueError("nothing trained yet: call the run first, or pass checkpoint=.")
+        else:
+            model = self.model
+        c = self.config
+        dtype = model[0]["weight"].dtype
+        return np.asarray(_predict(model, jnp.asarray(self._inputs(x), dtype), jnp.asarray(c["decay"], dtype),
+                                   jnp.asarray(c["threshold"], dtype)))
 
     def evaluate(self, checkpoint: str | Path) -> dict[str, Any]:
         """Test accuracy of a checkpoint written by this run's config."""
@@ -433,29 +464,55 @@ def plot_metrics(metrics_path: str | Path, out_png: str | Path) -> None:
     os.replace(tmp, out_png)
 
 
-def build_admm(config: dict[str, Any], *, data_dir: str | None = None) -> AdmmRun:
-    """An ADMM run for ``config`` (defaults from :data:`ADMM_DEFAULTS`; CLI flags override them).
+def admm_run(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray] | None,
+             config: dict[str, Any], num_classes: int | None = None) -> AdmmRun:
+    """An ADMM run on arrays with the tuned settings (:data:`ADMM_COMMON`, :data:`ADMM_DEFAULTS`).
 
-    Config keys: ``data`` (digits|mnist), ``hidden``, ``T``, ``iters``, ``warmup``, ``rho``, ``beta``,
-    ``ridge``, ``decay``, ``threshold``, ``sweep``, ``init``, ``train_samples``, ``chunk_size``,
-    ``seed``, ``log_every``, ``checkpoint_every``, ``plot``, ``refit_readout`` (after the last
-    iteration, re-solve the readout on the forward spikes: :func:`refit_readout`).
+    Static samples ``(N, F)`` are direct-coded over ``T`` steps; time series ``(N, T, F)`` are the input
+    current of each step (``T`` is the series length). Features outside [0, 1] are standardised
+    (``input_scaling``). The initial weights are calibrated on the first 256 training samples.
+
+    Args:
+      train: ``(x, y)`` training arrays (ADMM is full-batch: one iteration sweeps all of them).
+      test: ``(x, y)`` test arrays (or None).
+      config: overrides: ``hidden``, ``T``, ``iters``, ``warmup``, ``rho``, ``beta``, ``ridge``, ``decay``,
+        ``threshold``, ``sweep``, ``init``, ``target_rate``, ``train_samples``, ``chunk_size``, ``seed``,
+        ``log_every``, ``checkpoint_every``, ``plot``, ``refit_readout`` (after the last iteration, re-solve
+        the readout on the forward spikes: :func:`refit_readout`), ``input_scaling``; ``data`` picks the
+        defaults (default: own data).
+      num_classes: number of classes (default: from the labels).
+
+    Returns:
+      An :class:`AdmmRun`; call it to train.
     """
-    from jsnn.methods import load_split_arrays
+    from jsnn.methods import OWN, method_defaults, num_classes_of, resolve_scaling
 
-    full = {"method": "admm", "data": "digits"}
+    full = {"method": "admm", "data": OWN}
     full.update({k: v for k, v in config.items() if v is not None})
-    if full["data"] not in ADMM_DEFAULTS:
-        raise ValueError(f"ADMM supports --data {sorted(ADMM_DEFAULTS)}; got {full['data']!r}.")
-    full = {**_COMMON, **ADMM_DEFAULTS[full["data"]], **full}
+    full = {**ADMM_COMMON, **method_defaults(ADMM_DEFAULTS, full["data"]), **full}
     full["hidden"] = list(full["hidden"])
     for key in ("rho", "beta"):
         check_hyperparameter(f"--{key}", full[key])
         if full[key] > MAX_PENALTY:
             raise ValueError(f"--{key} must be at most {MAX_PENALTY:g}; got {full[key]}. A larger penalty swamps the "
                              "loss in float32, so ADMM stops learning while its residuals look converged.")
-    train, test, num_classes = load_split_arrays(full["data"], data_dir)
+    x = np.asarray(train[0])
+    if x.ndim == 3:
+        if "T" in config and config["T"] != x.shape[1]:
+            raise ValueError(f"T is the series length for time-series inputs ({x.shape[1]}); got T={config['T']}.")
+        full["T"] = x.shape[1]
+    resolve_scaling(full, x, preferred="standardize")
+    num_classes = num_classes or num_classes_of(train, test)
     n = full.get("train_samples")
     if n is not None:
         train = (train[0][:n], train[1][:n])
     return AdmmRun(train, test, num_classes, full)
+
+
+def build_admm(config: dict[str, Any], *, data_dir: str | None = None) -> AdmmRun:
+    """An ADMM run for ``config`` (``jsnn train --method admm``): ``load_run_data`` + :func:`admm_run`."""
+    from jsnn.methods import load_run_data
+
+    full = {"data": "digits", **{k: v for k, v in config.items() if v is not None}}
+    train, test, num_classes = load_run_data(full, data_dir, keep_time=True)
+    return admm_run(train, test, full, num_classes)
