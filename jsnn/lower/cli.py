@@ -32,7 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weight-bits", type=int, help="override the target's weight width")
     p.add_argument("--calibration-samples", type=int, default=256, help="training samples used to calibrate")
     p.add_argument("--headroom", type=float, default=0.5, help="fraction of a state range the peak may use")
-    p.add_argument("--dt", type=float, default=1e-3, help="time step in seconds (manifest and NIR)")
+    p.add_argument("--dt", type=float, help="time step: in seconds for discrete nets (default 1e-3; manifest and "
+                                           "NIR); required for exact checkpoints, in the net's time units (their "
+                                           "grid: jsnn.exact.to_sequential)")
     p.add_argument("--nir", action="store_true", help="also write network.nir")
     p.add_argument("--compensate-decay", action="store_true",
                    help="scale weights to restore the DC gain of a decay the target cannot hold exactly")
@@ -116,10 +118,15 @@ def run(args) -> dict[str, Any]:
     if args.finetune_epochs and training.config.get("method") != "bptt":
         raise LowerUsageError(f"--finetune-epochs needs a BPTT checkpoint (its loss and encoding); "
                               f"{args.checkpoint} was trained with --method {training.config.get('method')}.")
+    if training.config.get("method") == "exact":  # continuous time: discretise onto the --dt grid first
+        from jsnn.lower.exact import run_exact
+
+        return run_exact(args, profile, net, training)
+    dt = 1e-3 if args.dt is None else args.dt
     x = np.asarray(training.train[0][: args.calibration_samples], np.float32)
     config = BPTTConfig.from_dict(training.config)
     calibration = np.asarray(encode_batch(config, jnp.asarray(x), key=jax.random.key(0)))
-    tables, report, _ = lower_calibrated(net, profile, calibration, headroom=args.headroom, dt=args.dt,
+    tables, report, _ = lower_calibrated(net, profile, calibration, headroom=args.headroom, dt=dt,
                                          compensate_decay=args.compensate_decay)
     if args.finetune_epochs:
         net, tables, report, _ = finetune_bptt(net, tables, training, calibration, epochs=args.finetune_epochs,
@@ -127,7 +134,7 @@ def run(args) -> dict[str, Any]:
     if args.nir:
         from jsnn.lower.nir_io import to_nir
 
-        to_nir(net, dt=args.dt)  # fails before any file is written if the net has no NIR form
+        to_nir(net, dt=dt)  # fails before any file is written if the net has no NIR form
     files = save_tables(tables, args.out)
     if args.nir:
         from pathlib import Path
@@ -135,5 +142,5 @@ def run(args) -> dict[str, Any]:
         from jsnn.lower.nir_io import write_nir
 
         files["nir"] = str(Path(args.out) / "network.nir")
-        write_nir(files["nir"], net, dt=args.dt)
+        write_nir(files["nir"], net, dt=dt)
     return {"target": profile.name, "weight_bits": profile.weight_bits, "files": files, "report": report}
