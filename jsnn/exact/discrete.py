@@ -64,8 +64,9 @@ def max_dt(cfg: LIFConfig) -> float:
     """The coarsest step :func:`check_dt` accepts: ``COARSEST_DT_FRACTION * min(tau_syn, tau_mem)``.
 
     Coarser steps deliver spikes up to a large fraction of the synaptic rise time early and merge
-    crossings; on Yin-Yang (tau_syn = 5) the discretised accuracy falls off beyond dt ~ 1
-    (bench/results/exact_deploy_yinyang.json).
+    crossings. Finer steps within the limit still cost accuracy: the Yin-Yang net of
+    bench/results/exact_deploy_yinyang.json (tau_syn = 5, 96.8 % event-driven) discretised reads 82.1 % at
+    dt = 1, 91.1 % at 0.5, 94.3 % at 0.25 and 96.3 % at 0.05.
 
     Example:
       >>> max_dt(LIFConfig(tau_syn=5.0, tau_mem=10.0))
