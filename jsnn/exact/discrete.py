@@ -44,6 +44,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from jsnn.neurons import CubaLIF
@@ -174,7 +175,9 @@ def to_sequential(net: EventNet, dt: float) -> Sequential:
         lin = Linear(n_in, n_out, use_bias=False, dtype=dtype, key=jax.random.key(0))
         layers.append(eqx.tree_at(lambda m: m.weight, lin, weight * c.vi))
         integrator = net.readout == "integrator" and index == len(net.weights) - 1
-        layers.append(CubaLIF(decay_syn=float(c.ii), decay_mem=float(c.vv), threshold=float(cfg.threshold),
+        # the decays as Python floats in float64 (exp(-dt/tau), as flow_coefficients), whatever the weights' dtype
+        layers.append(CubaLIF(decay_syn=math.exp(-dt / cfg.tau_syn), decay_mem=math.exp(-dt / cfg.tau_mem),
+                              threshold=float(cfg.threshold),
                               reset="none" if integrator else cfg.reset, cmp=">"))
     return Sequential(layers)
 
@@ -217,7 +220,7 @@ def from_sequential(seq: Sequential, dt: float, *, t_end: float, max_spikes: int
                              "bias-free Linear layers followed by CubaLIF neurons.")
     params = {}
     for name in ("decay_syn", "decay_mem", "threshold"):
-        values = {float(v) for _, n in pairs for v in jnp.ravel(jnp.asarray(getattr(n, name)))}
+        values = {float(v) for _, n in pairs for v in np.ravel(np.asarray(getattr(n, name), np.float64))}
         if len(values) != 1:
             raise ValueError(f"an EventNet shares one {name} across all neurons and layers; got {sorted(values)}.")
         params[name] = values.pop()
