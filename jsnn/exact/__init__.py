@@ -8,6 +8,13 @@ References:
 """
 
 from jsnn.exact.adjoint import layer_core_adjoint as layer_core_adjoint
+from jsnn.exact.discrete import bin_spikes as bin_spikes
+from jsnn.exact.discrete import check_dt as check_dt
+from jsnn.exact.discrete import discrete_first_spike_times as discrete_first_spike_times
+from jsnn.exact.discrete import from_sequential as from_sequential
+from jsnn.exact.discrete import max_dt as max_dt
+from jsnn.exact.discrete import n_steps as n_steps
+from jsnn.exact.discrete import to_sequential as to_sequential
 from jsnn.exact.flow import LIFConfig as LIFConfig
 from jsnn.exact.flow import crossing_time as crossing_time
 from jsnn.exact.flow import flow as flow
@@ -27,6 +34,10 @@ from jsnn.exact.method import exact_method as exact_method
 from jsnn.exact.method import exact_run as exact_run
 from jsnn.exact.net import EventNet as EventNet
 from jsnn.exact.net import spike_time_jacobian as spike_time_jacobian
+from jsnn.exact.nir import exact_from_nir as exact_from_nir
+from jsnn.exact.nir import exact_to_nir as exact_to_nir
+from jsnn.exact.nir import read_exact_nir as read_exact_nir
+from jsnn.exact.nir import write_exact_nir as write_exact_nir
 from jsnn.exact.readout import integrator_readout as integrator_readout
 from jsnn.exact.recurrent import recurrent_layer_core as recurrent_layer_core
 from jsnn.exact.recurrent import simulate_recurrent_layer as simulate_recurrent_layer

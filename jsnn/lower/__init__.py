@@ -7,6 +7,9 @@ References:
 
 from jsnn.lower.calibrate import lower_calibrated as lower_calibrated
 from jsnn.lower.calibrate import spike_agreement as spike_agreement
+from jsnn.lower.exact import agreement_report as agreement_report
+from jsnn.lower.exact import cuba_targets as cuba_targets
+from jsnn.lower.exact import lower_exact as lower_exact
 from jsnn.lower.finetune import fit_to_tables as fit_to_tables
 from jsnn.lower.finetune import grid_inputs as grid_inputs
 from jsnn.lower.finetune import grid_network as grid_network

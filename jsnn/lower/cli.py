@@ -33,7 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weight-bits", type=int, help="override the target's weight width")
     p.add_argument("--calibration-samples", type=int, default=256, help="training samples used to calibrate")
     p.add_argument("--headroom", type=float, default=0.5, help="fraction of a state range the peak may use")
-    p.add_argument("--dt", type=float, default=1e-3, help="time step in seconds (manifest and NIR)")
+    p.add_argument("--dt", type=float, help="time step: in seconds for discrete nets (default 1e-3; manifest and "
+                                           "NIR); required for exact checkpoints, in the net's time units (their "
+                                           "grid: jsnn.exact.to_sequential)")
     p.add_argument("--nir", action="store_true", help="also write network.nir")
     p.add_argument("--compensate-decay", action="store_true",
                    help="scale weights to restore the DC gain of a decay the target cannot hold exactly")
@@ -111,7 +113,8 @@ def check_arguments(args) -> Path:
         (args.weight_bits is None or 2 <= args.weight_bits <= 16, f"--weight-bits must be in 2..16; got {args.weight_bits}"),
         (args.calibration_samples >= 1, f"--calibration-samples must be positive; got {args.calibration_samples}"),
         (math.isfinite(args.headroom) and 0 < args.headroom <= 1, f"--headroom must be in (0, 1]; got {args.headroom}"),
-        (math.isfinite(args.dt) and args.dt > 0, f"--dt must be a positive number of seconds; got {args.dt}"),
+        (args.dt is None or (math.isfinite(args.dt) and args.dt > 0),
+         f"--dt must be a positive number of seconds; got {args.dt}"),
         (args.finetune_epochs >= 0, f"--finetune-epochs must be >= 0; got {args.finetune_epochs}"),
         (math.isfinite(args.finetune_lr) and args.finetune_lr > 0,
          f"--finetune-lr must be positive; got {args.finetune_lr}"),
@@ -158,6 +161,13 @@ def run(args) -> dict[str, Any]:
     if args.weight_bits is not None:
         profile = dataclasses.replace(profile, weight_bits=args.weight_bits)
     net, training = load_network(args.checkpoint, data_dir=args.data_dir)
+    if training.config.get("method") == "exact":  # continuous time: discretise onto the --dt grid first
+        from jsnn.lower.exact import run_exact
+
+        with staged_folder(out) as staging:  # as below: the output set replaces the folder whole
+            result = run_exact(argparse.Namespace(**{**vars(args), "out": str(staging)}), profile, net, training)
+        result["files"] = {kind: str(out / Path(path).name) for kind, path in result["files"].items()}
+        return result
     if not isinstance(net, Sequential):
         raise LowerUsageError(f"{args.checkpoint} holds a {type(net).__name__} (--method "
                               f"{training.config.get('method')}); jsnn lower takes the discrete-time Sequential "
@@ -165,11 +175,12 @@ def run(args) -> dict[str, Any]:
     if args.finetune_epochs and training.config.get("method") != "bptt":
         raise LowerUsageError(f"--finetune-epochs needs a BPTT checkpoint (its loss and encoding); "
                               f"{args.checkpoint} was trained with --method {training.config.get('method')}.")
+    dt = 1e-3 if args.dt is None else args.dt
     # the tables take the inputs the network was trained on: after the run's own-data scaling, if any
     x = np.asarray(scale_inputs(training.config, np.asarray(training.train[0][: args.calibration_samples], np.float32)))
     config = BPTTConfig.from_dict(training.config)
     calibration = np.asarray(encode_batch(config, jnp.asarray(x), key=jax.random.key(0)))
-    tables, report, _ = lower_calibrated(net, profile, calibration, headroom=args.headroom, dt=args.dt,
+    tables, report, _ = lower_calibrated(net, profile, calibration, headroom=args.headroom, dt=dt,
                                          compensate_decay=args.compensate_decay)
     if args.finetune_epochs:
         net, tables, report, _ = finetune_bptt(net, tables, training, calibration, epochs=args.finetune_epochs,
@@ -177,13 +188,13 @@ def run(args) -> dict[str, Any]:
     if args.nir:
         from jsnn.lower.nir_io import to_nir
 
-        to_nir(net, dt=args.dt)  # fails before any file is written if the net has no NIR form
+        to_nir(net, dt=dt)  # fails before any file is written if the net has no NIR form
     with staged_folder(out) as staging:  # the folder is replaced whole: never a mix of two runs' files
         staged = save_tables(tables, staging)
         if args.nir:
             from jsnn.lower.nir_io import write_nir
 
             staged["nir"] = str(staging / "network.nir")
-            write_nir(staged["nir"], net, dt=args.dt)
+            write_nir(staged["nir"], net, dt=dt)
     files = {kind: str(out / Path(path).name) for kind, path in staged.items()}
     return {"target": profile.name, "weight_bits": profile.weight_bits, "files": files, "report": report}
