@@ -36,15 +36,15 @@ __all__ = ["IDE_DEFAULTS", "SPIDE_DEFAULTS", "EquilibriumRunConfig", "build_ide"
 
 #: per data set defaults of ``jsnn train --method ide`` (flags override them)
 IDE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"arch": "fc", "hidden": [128], "T": 30, "epochs": 30, "batch_size": 32, "lr": 0.05,
-               "lr_milestones": [20], "norm": "spectral"},
+    "digits": {"arch": "fc", "hidden": [128], "T": 30, "epochs": 20, "batch_size": 32, "lr": 0.2,
+               "lr_milestones": [15], "norm": "spectral"},
     "mnist": {"arch": "conv", "channels": 64, "T": 30, "epochs": 100, "batch_size": 128, "lr": 0.05,
               "lr_milestones": [30, 60, 90], "norm": "spectral"},
 }
 #: per data set defaults of ``jsnn train --method spide``
 SPIDE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"arch": "fc", "hidden": [128], "T": 30, "T_backward": 100, "epochs": 30, "batch_size": 32,
-               "lr": 0.05, "lr_milestones": [20], "norm": "frobenius", "norm_bound": 2.0,
+    "digits": {"arch": "fc", "hidden": [128], "T": 30, "T_backward": 100, "epochs": 20, "batch_size": 32,
+               "lr": 0.2, "lr_milestones": [15], "norm": "frobenius", "norm_bound": 2.0, "loss_scale": 5.0,
                "reset": "modified"},
     "mnist": {"arch": "conv", "channels": 64, "T": 30, "T_backward": 100, "epochs": 100, "batch_size": 128,
               "lr": 0.05, "lr_milestones": [30, 60, 90], "norm": "frobenius", "norm_bound": 2.0,
