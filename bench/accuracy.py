@@ -7,6 +7,7 @@ bptt), skipping runs whose ``result.json`` already exists and resuming interrupt
     .venv/bin/python bench/accuracy.py --data mnist --data-dir ../shared/data/mnist --seeds 0 1
     .venv/bin/python bench/accuracy.py --data digits --seeds 0 1 2
     .venv/bin/python bench/accuracy.py --method exact --data mnist --data-dir ../shared/data/mnist --seeds 0
+    .venv/bin/python bench/accuracy.py --method ide --data digits --seeds 0 1 2    (also spide)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", choices=["bptt", "exact"], default="bptt")
+    parser.add_argument("--method", choices=["bptt", "exact", "ide", "spide"], default="bptt")
     parser.add_argument("--data", choices=["digits", "mnist", "yinyang"], default="digits")
     parser.add_argument("--data-dir")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])

@@ -20,6 +20,8 @@ METHODS = {
     "bptt": "jsnn.methods:build_bptt",
     "admm": "jsnn.optim.admm_method:build_admm",
     "exact": "jsnn.exact.method:build_exact",
+    "ide": "jsnn.equilibrium.method:build_ide",
+    "spide": "jsnn.equilibrium.method:build_spide",
 }
 
 
@@ -33,9 +35,13 @@ METHOD_FLAGS = {
     "reset": {"bptt"},
     "surrogate": {"bptt"},
     "slope": {"bptt"},
-    "lr": {"bptt", "exact"},
-    "epochs": {"bptt", "exact"},
-    "batch_size": {"bptt", "exact"},
+    "lr": {"bptt", "exact", "ide", "spide"},
+    "epochs": {"bptt", "exact", "ide", "spide"},
+    "batch_size": {"bptt", "exact", "ide", "spide"},
+    "T_backward": {"spide"},
+    "solver": {"ide"},
+    "solver_tol": {"ide"},
+    "solver_iters": {"ide"},
     "loss": {"bptt", "exact"},
     **{flag: {"admm"} for flag in ("rho", "beta", "iters", "warmup", "ridge", "sweep", "init", "train_samples",
                                    "chunk_size", "plot", "log_every", "checkpoint_every", "refit_readout")},
@@ -184,6 +190,12 @@ def _parser() -> _Parser:
                             "vectorised over intervals (same results)")
     train.add_argument("--readout", choices=["spiking", "integrator"],
                        help="--method exact: spiking output layer or non-spiking integrator (needs --loss voltage)")
+    equilibrium = train.add_argument_group("equilibrium (--method ide / spide)")
+    equilibrium.add_argument("--T-backward", type=_positive_int, help="--method spide: backward time steps T_b")
+    equilibrium.add_argument("--solver", choices=["broyden", "fixed_point", "gmres", "bicgstab"],
+                             help="--method ide: solver of the implicit backward system")
+    equilibrium.add_argument("--solver-tol", type=_positive_float, help="--method ide: relative residual tolerance")
+    equilibrium.add_argument("--solver-iters", type=_positive_int, help="--method ide: solver iteration cap")
     train.add_argument("--out", required=True, help="output folder for checkpoint.eqx, metrics.jsonl, result.json")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT/checkpoint.eqx (its method, data and settings are read from it)")

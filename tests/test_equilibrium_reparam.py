@@ -22,8 +22,8 @@ def test_spectral_norm_bound_after_the_carried_power_iteration_converges():
 def test_spectral_norm_of_a_convolution_operator():
     conv = Conv2d(2, 2, 3, padding=1, use_bias=False, scale=5.0, dtype=F64, key=jax.random.key(1))
     sn = SpectralNorm(conv, (2, 5, 5), key=jax.random.key(2))
-    for _ in range(30):
-        sn = sn.power_iteration()
+    # close top singular values: the carried iteration needs a few hundred forwards here
+    sn = eqx.filter_jit(lambda m: jax.lax.fori_loop(0, 500, lambda _, m: m.power_iteration(), m))(sn)
     eff = sn.materialize()
     J = jax.jacobian(lambda x: eff(x).reshape(-1))(jnp.zeros((2, 5, 5), F64)).reshape(50, 50)
     assert float(jnp.linalg.norm(J, 2)) <= 1 + 1e-3
