@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from jsnn.neurons import LIF, Neuron, Trace
@@ -191,7 +192,8 @@ class AvgPool2d(eqx.Module):
         if x.ndim != 3 or x.shape[1] < kh or x.shape[2] < kw:
             raise ValueError(f"AvgPool2d({self.kernel_size}) expects one time step of shape (C, H, W) with "
                              f"H >= {kh} and W >= {kw}; got {x.shape}.")
-        total = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, (1, kh, kw), (1, *self.stride), "VALID")
+        # a concrete zero and lax.add make this XLA's differentiable reduce_window_sum
+        total = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, (1, kh, kw), (1, *self.stride), "VALID")
         return total / jnp.asarray(kh * kw, x.dtype)
 
 

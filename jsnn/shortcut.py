@@ -157,6 +157,16 @@ def _stage_shapes(backbone: Sequential, input_shape: tuple[int, ...], at: Sequen
     return [t.shape[1:] for t in taps], out.shape[1:], dtype
 
 
+def _check_positions(at: Sequence[int], stages: int) -> tuple[int, ...]:
+    at = tuple(at)
+    if not at or any(not isinstance(i, int) or isinstance(i, bool) for i in at):
+        raise ValueError(f"at must be a non-empty list of stage numbers; got {list(at)}.")
+    if any(i < 1 or i >= stages for i in at) or list(at) != sorted(set(at)):
+        raise ValueError(f"branch positions {list(at)} are outside the backbone: give increasing stage numbers "
+                         f"in 1..{stages - 1} (the backbone has {stages} temporal layers; the last is the readout).")
+    return at
+
+
 def attach(
     backbone: Sequential,
     at: Sequence[int],
@@ -173,7 +183,8 @@ def attach(
         temporal layer, counted from 1; the last one is the readout).
       head: head factory ``head(shape, num_classes, *, key) -> module``, where ``shape`` is one time
         step's shape at the branch point; the module maps ``(T, *shape)`` to ``(num_classes,)``
-        logits. Default :class:`PoolHead` (average over time and space, then Linear).
+        logits. Default :class:`PoolHead` (average over time and space, then Linear). The heads'
+        floating-point parameters are cast to the backbone's dtype.
       input_shape: one time step's input shape; needed when the first layer is not a ``Linear``.
       key: PRNG key of the heads (the backbone is not touched).
 
@@ -193,13 +204,7 @@ def attach(
     """
     if not isinstance(backbone, Sequential):
         raise TypeError(f"attach needs a jsnn.nn.Sequential backbone; got {type(backbone).__name__}.")
-    at = tuple(at)
-    stages = len(backbone.neuron_layers)
-    if not at or any(not isinstance(i, int) or isinstance(i, bool) for i in at):
-        raise ValueError(f"at must be a non-empty list of stage numbers; got {list(at)}.")
-    if any(i < 1 or i >= stages for i in at) or list(at) != sorted(set(at)):
-        raise ValueError(f"branch positions {list(at)} are outside the backbone: give increasing stage numbers "
-                         f"in 1..{stages - 1} (the backbone has {stages} temporal layers; the last is the readout).")
+    at = _check_positions(at, len(backbone.neuron_layers))
     if input_shape is None:
         first = backbone.layers[0]
         if not isinstance(first, Linear):
@@ -208,8 +213,10 @@ def attach(
         input_shape = (first.in_features,)
     shapes, out_shape, dtype = _stage_shapes(backbone, tuple(input_shape), at)
     num_classes = out_shape[-1]
-    heads = tuple(head(shape, num_classes, key=k) for shape, k in zip(shapes, jax.random.split(key, len(at)),
-                                                                      strict=True))
+    keys = jax.random.split(key, len(at))
+    heads = tuple(head(shape, num_classes, key=k) for shape, k in zip(shapes, keys, strict=True))
+    cast = lambda leaf: leaf.astype(dtype) if eqx.is_inexact_array(leaf) else leaf  # noqa: E731
+    heads = jax.tree.map(cast, heads)
     for i, shape, h in zip(at, shapes, heads, strict=True):
         got = jax.eval_shape(h, jax.ShapeDtypeStruct((1, *shape), dtype)).shape
         if got != (num_classes,):
@@ -280,7 +287,8 @@ def balance_schedule(
     def weights(step):
         if lam is None:
             return jnp.ones((), jnp.float32), jnp.ones((), jnp.float32)
-        branch = jnp.asarray(lam(jnp.asarray(step) // steps_per_epoch), jnp.float32)
+        count = (jnp.asarray(step) // steps_per_epoch).astype(jnp.float32)
+        branch = jnp.asarray(lam(count), jnp.float32)
         return 1.0 - branch, branch
 
     return weights
@@ -415,15 +423,16 @@ def shortcut_method(
         raise ValueError("shortcut BP does not take rate_reg; train with rate_reg=0.")
     optimizer = default_optimizer(config, total_steps) if optimizer is None else optimizer
     weights = balance_schedule(shortcut.schedule, total_steps)
-    stages = len(config.layer_sizes)
-    branches = shortcut.branches if shortcut.branches is not None else tuple(range(1, stages))
+    hidden = len(config.layer_sizes)
+    branches = shortcut.branches if shortcut.branches is not None else tuple(range(1, hidden))
     if not branches:
-        raise ValueError("shortcut BP needs a backbone with at least 2 hidden layers (or explicit branches).")
+        raise ValueError(f"shortcut BP needs a backbone with at least 2 hidden layers (or explicit branches); "
+                         f"this one has {hidden}.")
+    _check_positions(branches, hidden + 1)  # before any work: the readout is the last stage
 
-    def init(key):
-        net_key, head_key = jax.random.split(key)
-        net = make_network(config, in_features, num_classes, key=net_key)
-        model = attach(net, branches, input_shape=image_shape(config, in_features), key=head_key)
+    def init(key):  # the backbone from the same key as --method bptt's: the same initial network
+        net = make_network(config, in_features, num_classes, key=key)
+        model = attach(net, branches, input_shape=image_shape(config, in_features), key=jax.random.fold_in(key, 1))
         return ShortcutState(model, optimizer.init(eqx.filter(model, eqx.is_inexact_array)), jnp.zeros((), jnp.int32))
 
     def step(state: ShortcutState, x, y, key):
@@ -447,7 +456,7 @@ def shortcut_method(
 
 #: per data set defaults of ``jsnn train --method shortcut`` (flags override them)
 SHORTCUT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"hidden": [64], "depth": 4, "T": 4, "epochs": 30, "batch_size": 32, "lr": 3e-3, "weight_scale": 3.0},
+    "digits": {"hidden": [128], "depth": 3, "T": 8, "epochs": 30, "batch_size": 32, "lr": 3e-3, "weight_scale": 2.0},
     "mnist": {"hidden": [128], "depth": 10, "T": 6, "epochs": 10, "batch_size": 128, "lr": 1e-3,
               "weight_scale": 4.0},
     "yinyang": {"hidden": [64], "depth": 4, "T": 16, "epochs": 40, "batch_size": 32, "lr": 3e-3,
