@@ -115,12 +115,12 @@ def test_branch_gradients_reach_only_layers_up_to_their_stage(build, data):
 
 def test_branches_raise_the_first_layer_gradient_of_a_deep_net():
     """§4.3.4 (smoke): at initialisation, branches (branch weight 1) carry more gradient to layer 1."""
-    net = mlp(16, [16] * 8, 4, scale=4.0, dtype=F64, key=jax.random.key(0))
-    model = attach(net, at=list(range(1, 8)), key=jax.random.key(1))
+    net = mlp(16, [16] * 6, 4, scale=4.0, dtype=F64, key=jax.random.key(0))
+    model = attach(net, at=list(range(1, 6)), key=jax.random.key(1))
     x = jax.random.uniform(jax.random.key(2), (8, 3, 16), F64)
     y = jnp.arange(8) % 4
     grad = eqx.filter_jit(eqx.filter_grad(lambda m, w: shortcut_loss(m, x, y, w)[0]))
-    first = lambda w: float(optax.tree.norm(grad(model, w).backbone.layers[0].weight))  # noqa: E731
+    first = lambda w: float(optax.tree_utils.tree_norm(grad(model, w).backbone.layers[0].weight))  # noqa: E731
     one, zero = jnp.ones((), F64), jnp.zeros((), F64)
     vanilla, branches = first((one, zero)), first((zero, one))
     assert vanilla > 0 and branches > 2 * vanilla, (vanilla, branches)
