@@ -54,7 +54,8 @@ def run_variant(name, config, weights, train, num_classes, steps, epoch_steps, s
     start = time.perf_counter()
     batches = iterate_batches(train, 128, key=jax.random.key(seed + 100))
     for i, (x, y) in zip(range(steps), batches, strict=False):
-        model, opt_state, aux, gn = step(model, opt_state, jax.random.key(i), jnp.asarray(x), jnp.asarray(y), jnp.asarray(i))
+        model, opt_state, aux, gn = step(model, opt_state, jax.random.key(i), jnp.asarray(x), jnp.asarray(y),
+                                         jnp.asarray(i))
         norms.append([float(gn[f"gnorm_{k}"]) for k in range(len(gn))])
         correct += int(aux["correct"])
     norms = np.array(norms)

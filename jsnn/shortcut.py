@@ -350,7 +350,8 @@ def shortcut_loss(
 def layer_grad_norms(grads: Sequential) -> dict[str, Float[Array, ""]]:
     """``gnorm_k``: the L2 norm of the gradient of the k-th ``Linear``/``Conv2d`` layer of a backbone (k from 0)."""
     layers = [layer for layer in grads.layers if isinstance(layer, Linear | Conv2d)]
-    return {f"gnorm_{k}": optax.tree_utils.tree_norm(eqx.filter(layer, eqx.is_inexact_array)) for k, layer in enumerate(layers)}
+    return {f"gnorm_{k}": optax.tree_utils.tree_norm(eqx.filter(layer, eqx.is_inexact_array))
+            for k, layer in enumerate(layers)}
 
 
 @dataclass(frozen=True)

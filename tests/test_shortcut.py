@@ -107,7 +107,8 @@ def test_branch_gradients_reach_only_layers_up_to_their_stage(build, data):
                  for g in grads.backbone.layers]
         assert norms[0] > 0  # the first layer gets branch b's gradient
         assert all(n == 0 for n in norms[cut + 1 :]), (b, norms)  # nothing past its stage, readout included
-        has_params = [i for i, layer in enumerate(layers[: cut + 1]) if _arrays(eqx.filter(layer, eqx.is_inexact_array))]
+        has_params = [i for i, layer in enumerate(layers[: cut + 1])
+                      if _arrays(eqx.filter(layer, eqx.is_inexact_array))]
         assert all(norms[i] > 0 for i in has_params), (b, norms)
         heads = [sum(float(jnp.abs(a).sum()) for a in _arrays(h)) for h in grads.heads]
         assert heads[b] > 0 and all(h == 0 for i, h in enumerate(heads) if i != b)
