@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from jsnn import encode as encode
 from jsnn import losses as losses
 from jsnn import optim as optim
+from jsnn import shortcut as shortcut
 from jsnn import surrogate as surrogate
 from jsnn.methods import Fitted as Fitted
 from jsnn.methods import fit as fit
@@ -18,11 +19,13 @@ from jsnn.neurons import LI as LI
 from jsnn.neurons import LIF as LIF
 from jsnn.neurons import CubaLIF as CubaLIF
 from jsnn.neurons import Trace as Trace
+from jsnn.nn import AvgPool2d as AvgPool2d
 from jsnn.nn import Conv2d as Conv2d
 from jsnn.nn import Flatten as Flatten
 from jsnn.nn import Linear as Linear
 from jsnn.nn import Recurrent as Recurrent
 from jsnn.nn import Sequential as Sequential
+from jsnn.nn import conv_net as conv_net
 from jsnn.nn import mlp as mlp
 from jsnn.simulate import simulate as simulate
 from jsnn.simulate import simulate_batch as simulate_batch

@@ -11,6 +11,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
@@ -22,11 +23,12 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from jsnn import encode, losses, surrogate
 from jsnn.neurons import LI, LIF
-from jsnn.nn import Linear, Recurrent, Sequential, mlp
+from jsnn.nn import Linear, Recurrent, Sequential, conv_net, mlp
 from jsnn.simulate import simulate
 from jsnn.train import Method
 
-__all__ = ["BPTTConfig", "bptt_loss", "bptt_method", "encode_batch", "make_network"]
+__all__ = ["BPTTConfig", "bptt_loss", "bptt_method", "default_optimizer", "encode_batch", "image_shape",
+           "make_network", "predict_labels"]
 
 SURROGATES = {
     "fast_sigmoid": surrogate.FastSigmoid,
@@ -35,6 +37,7 @@ SURROGATES = {
     "straight_through": surrogate.StraightThrough,
 }
 ENCODINGS = ("direct", "rate", "latency")
+ARCHS = ("mlp", "conv")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,10 @@ class BPTTConfig:
     """Hyperparameters of a surrogate-BPTT run (all JSON-serialisable).
 
     Attributes:
-      hidden: hidden layer widths.
+      hidden: hidden layer widths (channels of the conv stages for ``arch="conv"``).
+      arch: "mlp" (:func:`jsnn.nn.mlp`) or "conv" (:func:`jsnn.nn.conv_net` on square one-channel
+        images, e.g. digits 8x8 or MNIST 28x28).
+      depth: if set, the number of hidden layers, all of width ``hidden[0]``.
       T: number of time steps.
       encoding: "direct" (analog current every step), "rate" (Bernoulli) or "latency".
       loss: a key of :data:`jsnn.losses.LOSSES`; "ce_count" uses a LIF readout, the
@@ -62,6 +68,8 @@ class BPTTConfig:
     """
 
     hidden: tuple[int, ...] = (128,)
+    arch: str = "mlp"
+    depth: int | None = None
     T: int = 8
     encoding: str = "direct"
     loss: str = "ce_mean_membrane"
@@ -87,6 +95,18 @@ class BPTTConfig:
             raise ValueError(f"surrogate must be one of {sorted(SURROGATES)}; got {self.surrogate!r}.")
         if self.T < 1 or any(h < 1 for h in self.hidden):
             raise ValueError(f"T and hidden sizes must be positive; got T={self.T}, hidden={self.hidden}.")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}; got {self.arch!r}.")
+        if self.depth is not None and (self.depth < 1 or not self.hidden):
+            raise ValueError(f"depth must be a positive number of hidden layers (with a width in hidden); "
+                             f"got depth={self.depth}, hidden={self.hidden}.")
+        if self.arch == "conv" and not self.hidden:
+            raise ValueError("arch='conv' needs at least one stage: give hidden channel counts.")
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """The hidden widths (or conv channels), one per hidden layer, ``depth`` applied."""
+        return self.hidden if self.depth is None else (self.hidden[0],) * self.depth
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> BPTTConfig:
@@ -101,15 +121,31 @@ class BPTTConfig:
         return asdict(self)
 
 
+def image_shape(config: BPTTConfig, in_features: int) -> tuple[int, ...]:
+    """One time step's network input: ``(in_features,)`` for an MLP, ``(1, H, W)`` for a conv net."""
+    if config.arch == "mlp":
+        return (in_features,)
+    side = math.isqrt(in_features)
+    if side * side != in_features:
+        raise ValueError(f"arch='conv' needs square one-channel images; samples have {in_features} features, "
+                         "not a square number. Use arch='mlp' for this data.")
+    return (1, side, side)
+
+
 def make_network(config: BPTTConfig, in_features: int, num_classes: int, *, key: PRNGKeyArray) -> Sequential:
-    """The LIF MLP that ``config`` describes."""
+    """The LIF MLP or conv net that ``config`` describes (``in_features``: flattened sample width)."""
     sg = SURROGATES[config.surrogate](slope=config.slope)
     neuron = LIF(decay=config.decay, threshold=config.threshold, reset=config.reset, surrogate=sg)
     readout = neuron if config.loss == "ce_count" else LI(decay=config.decay)
+    if config.arch == "conv":
+        if config.recurrent:
+            raise ValueError("recurrent=True applies to the MLP architecture; a conv net has no recurrent layers.")
+        return conv_net(image_shape(config, in_features), config.layer_sizes, num_classes, neuron=neuron,
+                        readout=readout, scale=config.weight_scale, key=key)
     if not config.recurrent:
-        return mlp(in_features, config.hidden, num_classes, neuron=neuron, readout=readout,
+        return mlp(in_features, config.layer_sizes, num_classes, neuron=neuron, readout=readout,
                    scale=config.weight_scale, key=key)
-    sizes = [in_features, *config.hidden, num_classes]
+    sizes = [in_features, *config.layer_sizes, num_classes]
     keys = jax.random.split(key, 2 * len(sizes))
     layers: list[eqx.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -121,7 +157,8 @@ def make_network(config: BPTTConfig, in_features: int, num_classes: int, *, key:
 
 def encode_batch(config: BPTTConfig, x: Float[Array, "B F"] | Float[Array, "B T F"], *,
                  key: PRNGKeyArray) -> Float[Array, "B T F"]:
-    """Encode a batch of static samples into ``(B, T, F)`` inputs; a batch of time series passes as it is.
+    """Encode a batch of static samples into ``(B, T, F)`` inputs (``(B, T, 1, H, W)`` for a conv net); a batch
+    of time series passes as it is.
 
     "direct" takes any real features (the input current of every step); "rate" and "latency" need [0, 1].
     """
@@ -129,10 +166,12 @@ def encode_batch(config: BPTTConfig, x: Float[Array, "B F"] | Float[Array, "B T 
         return x
     if config.encoding == "rate":
         keys = jax.random.split(key, x.shape[0])
-        return jax.vmap(lambda xi, k: encode.rate(xi, config.T, key=k))(x, keys)
-    if config.encoding == "latency":
-        return jax.vmap(lambda xi: encode.latency(xi, config.T))(x)
-    return jax.vmap(lambda xi: encode.direct(xi, config.T))(x)
+        out = jax.vmap(lambda xi, k: encode.rate(xi, config.T, key=k))(x, keys)
+    elif config.encoding == "latency":
+        out = jax.vmap(lambda xi: encode.latency(xi, config.T))(x)
+    else:
+        out = jax.vmap(lambda xi: encode.direct(xi, config.T))(x)
+    return out if config.arch == "mlp" else out.reshape(*out.shape[:2], *image_shape(config, x.shape[-1]))
 
 
 def bptt_loss(
@@ -150,6 +189,19 @@ def bptt_loss(
     loss = jnp.mean(jax.vmap(loss_fn)(out, labels)) + config.rate_reg * reg
     correct = jnp.sum(jnp.argmax(jax.vmap(logits_fn)(out), axis=-1).astype(labels.dtype) == labels)
     return loss, correct
+
+
+def predict_labels(net: Sequential, config: BPTTConfig, x: Float[Array, "B F"]) -> Int[Array, " B"]:
+    """Predicted classes of a batch of raw samples (encoded with a fixed key, decided by the loss's logits)."""
+    inputs = encode_batch(config, x, key=jax.random.key(0))
+    out = jax.vmap(lambda xi: simulate(net, xi))(inputs)
+    return jnp.argmax(jax.vmap(losses.LOSSES[config.loss][1])(out), axis=-1)
+
+
+def default_optimizer(config: BPTTConfig, total_steps: int | None) -> optax.GradientTransformation:
+    """Adam at ``config.lr``, cosine-decayed to 10 % over ``total_steps`` when ``config.cosine``."""
+    lr = optax.cosine_decay_schedule(config.lr, total_steps, alpha=0.1) if config.cosine and total_steps else config.lr
+    return optax.adam(lr)
 
 
 class BPTTState(NamedTuple):
@@ -184,10 +236,7 @@ def bptt_method(
       >>> sorted(metrics)
       ['correct', 'loss']
     """
-    if optimizer is None:
-        lr = (optax.cosine_decay_schedule(config.lr, total_steps, alpha=0.1)
-              if config.cosine and total_steps else config.lr)
-        optimizer = optax.adam(lr)
+    optimizer = default_optimizer(config, total_steps) if optimizer is None else optimizer
 
     def init(key):
         net = make_network(config, in_features, num_classes, key=key)
@@ -203,8 +252,6 @@ def bptt_method(
         return BPTTState(eqx.apply_updates(state.net, updates), opt_state), {"loss": loss, "correct": correct}
 
     def predict(state: BPTTState, x):
-        inputs = encode_batch(config, x, key=jax.random.key(0))
-        out = jax.vmap(lambda xi: simulate(state.net, xi))(inputs)
-        return jnp.argmax(jax.vmap(losses.LOSSES[config.loss][1])(out), axis=-1)
+        return predict_labels(state.net, config, x)
 
     return Method(init=init, step=step, predict=predict, network=lambda state: state.net)

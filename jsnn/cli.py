@@ -22,6 +22,7 @@ METHODS = {
     "exact": "jsnn.exact.method:build_exact",
     "ide": "jsnn.equilibrium.method:build_ide",
     "spide": "jsnn.equilibrium.method:build_spide",
+    "shortcut": "jsnn.shortcut:build_shortcut",
 }
 
 
@@ -30,19 +31,24 @@ METHOD_FLAGS = {
     "grad": {"exact"},
     "sim": {"exact"},
     "readout": {"exact"},
-    "encoding": {"bptt"},
-    "decay": {"bptt", "admm"},
-    "reset": {"bptt"},
-    "surrogate": {"bptt"},
-    "slope": {"bptt"},
-    "lr": {"bptt", "exact", "ide", "spide"},
-    "epochs": {"bptt", "exact", "ide", "spide"},
-    "batch_size": {"bptt", "exact", "ide", "spide"},
+    "encoding": {"bptt", "shortcut"},
+    "decay": {"bptt", "admm", "shortcut"},
+    "reset": {"bptt", "shortcut"},
+    "surrogate": {"bptt", "shortcut"},
+    "slope": {"bptt", "shortcut"},
+    "lr": {"bptt", "exact", "ide", "spide", "shortcut"},
+    "epochs": {"bptt", "exact", "ide", "spide", "shortcut"},
+    "batch_size": {"bptt", "exact", "ide", "spide", "shortcut"},
     "T_backward": {"spide"},
     "solver": {"ide"},
     "solver_tol": {"ide"},
     "solver_iters": {"ide"},
-    "loss": {"bptt", "exact"},
+    "loss": {"bptt", "exact", "shortcut"},
+    "arch": {"bptt", "shortcut"},
+    "depth": {"bptt", "shortcut"},
+    "weight_scale": {"bptt", "shortcut"},
+    "branches": {"shortcut"},
+    "schedule": {"shortcut"},
     **{flag: {"admm"} for flag in ("rho", "beta", "iters", "warmup", "ridge", "sweep", "init", "train_samples",
                                    "chunk_size", "plot", "log_every", "checkpoint_every", "refit_readout")},
 }
@@ -168,6 +174,15 @@ def _parser() -> _Parser:
     train.add_argument("--reset", choices=["subtract", "zero"], help="LIF reset after a spike")
     train.add_argument("--surrogate", choices=["fast_sigmoid", "arctan", "triangle", "straight_through"])
     train.add_argument("--slope", type=_positive_float, help="surrogate slope")
+    train.add_argument("--arch", choices=["mlp", "conv"], help="--method bptt/shortcut: LIF MLP or VGG-style conv net")
+    train.add_argument("--depth", type=_positive_int, help="--method bptt/shortcut: number of hidden layers "
+                                                           "(all of width --hidden's first value)")
+    train.add_argument("--weight-scale", type=_positive_float, help="--method bptt/shortcut: initial weight gain")
+    shortcut = train.add_argument_group("shortcut BP (--method shortcut)")
+    shortcut.add_argument("--branches", type=_positive_int, nargs="+",
+                          help="stages (hidden layers, from 1) to branch from; default: all but the last")
+    shortcut.add_argument("--schedule", choices=["linear", "cosine", "constant"],
+                          help="balance coefficient: branch weight 1 -> 0 (linear, cosine) or plain shortcut BP")
     admm = train.add_argument_group("ADMM (--method admm)")
     admm.add_argument("--rho", type=_positive_float, help="penalty on the dynamics constraints")
     admm.add_argument("--beta", type=_positive_float, help="penalty on the spike constraints")

@@ -23,11 +23,12 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from jsnn.neurons import LIF, Neuron, Trace
 
-__all__ = ["Conv2d", "Flatten", "Linear", "Recurrent", "Sequential", "mlp"]
+__all__ = ["AvgPool2d", "Conv2d", "Flatten", "Linear", "Recurrent", "Sequential", "conv_net", "mlp"]
 
 
 def _uniform(key, shape, bound, dtype):
@@ -154,6 +155,46 @@ class Flatten(eqx.Module):
 
     def __call__(self, x: Array) -> Array:
         return x.reshape(-1)
+
+
+# --- pooling ------------------------------------------------------------------------------------
+
+
+class AvgPool2d(eqx.Module):
+    """Average pooling of one time step, channels first: ``(C, H, W) -> (C, H', W')``.
+
+    ``y[c, i, j] = mean(x[c, i*s : i*s + k, j*s : j*s + k])`` over a ``k x k`` window with
+    stride ``s`` (default ``s = k``), no padding: ``H' = (H - k) // s + 1``. A linear map, so
+    a spiking net can average spikes before the next projection (NIR ``AvgPool2d``).
+
+    Args:
+      kernel_size: window size ``k`` (an int or ``(kH, kW)``).
+      stride: step between windows (default: the kernel size, non-overlapping windows).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> AvgPool2d(2)(jnp.arange(16.0).reshape(1, 4, 4))[0].tolist()
+      [[2.5, 4.5], [10.5, 12.5]]
+    """
+
+    kernel_size: tuple[int, int] = eqx.field(static=True)
+    stride: tuple[int, int] = eqx.field(static=True)
+
+    def __init__(self, kernel_size: int | tuple[int, int], *, stride: int | tuple[int, int] | None = None):
+        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+        self.kernel_size = pair(kernel_size)
+        self.stride = self.kernel_size if stride is None else pair(stride)
+        if min(self.kernel_size) < 1 or min(self.stride) < 1:
+            raise ValueError(f"AvgPool2d kernel_size and stride must be positive; got {kernel_size}, {stride}.")
+
+    def __call__(self, x: Float[Array, "c h w"]) -> Float[Array, "c h2 w2"]:
+        kh, kw = self.kernel_size
+        if x.ndim != 3 or x.shape[1] < kh or x.shape[2] < kw:
+            raise ValueError(f"AvgPool2d({self.kernel_size}) expects one time step of shape (C, H, W) with "
+                             f"H >= {kh} and W >= {kw}; got {x.shape}.")
+        # a concrete zero and lax.add make this XLA's differentiable reduce_window_sum
+        total = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, (1, kh, kw), (1, *self.stride), "VALID")
+        return total / jnp.asarray(kh * kw, x.dtype)
 
 
 class Recurrent(Neuron):
@@ -327,3 +368,57 @@ def mlp(
                              compute_dtype=compute_dtype, key=k))
         layers.append(neuron if i < len(keys) - 1 else readout)
     return Sequential(layers, time_chunk=time_chunk)
+
+
+def conv_net(
+    in_shape: tuple[int, int, int],
+    channels: Sequence[int],
+    out_features: int,
+    *,
+    neuron: Neuron | None = None,
+    readout: Neuron | None = None,
+    scale: float = 1.0,
+    dtype=jnp.float32,
+    key: PRNGKeyArray,
+) -> Sequential:
+    """A VGG-style spiking conv net: ``Conv2d 3x3, neuron`` per stage, ``AvgPool2d(2)`` after every
+    second stage (while the image is at least 4 pixels high and wide, with even sides), then
+    ``Flatten, Linear, readout``.
+
+    Args:
+      in_shape: one time step's input ``(C, H, W)``.
+      channels: output channels of each stage (its length is the depth).
+      out_features: number of outputs (classes).
+      neuron: the stage neuron (default ``LIF()``), shared by all stages.
+      readout: the output neuron (default ``LI()``).
+      scale: initial weight gain of every layer.
+      dtype: parameter dtype.
+      key: PRNG key.
+
+    Returns:
+      A :class:`Sequential` that maps ``(T, C, H, W)`` inputs to ``(T, out_features)``.
+
+    Example:
+      >>> import jax
+      >>> net = conv_net((1, 8, 8), [4, 4], 10, key=jax.random.key(0))
+      >>> [type(layer).__name__ for layer in net.layers]
+      ['Conv2d', 'LIF', 'Conv2d', 'LIF', 'AvgPool2d', 'Flatten', 'Linear', 'LI']
+    """
+    from jsnn.neurons import LI
+
+    if len(in_shape) != 3 or min(in_shape) < 1 or not channels or min(channels) < 1:
+        raise ValueError(f"conv_net needs in_shape (C, H, W) and at least one positive channel count; "
+                         f"got {in_shape} and {list(channels)}.")
+    neuron = LIF() if neuron is None else neuron
+    readout = LI() if readout is None else readout
+    keys = jax.random.split(key, len(channels) + 1)
+    c, h, w = in_shape
+    layers: list[eqx.Module] = []
+    for i, (cout, k) in enumerate(zip(channels, keys[:-1], strict=True)):
+        layers += [Conv2d(c, cout, 3, padding=1, scale=scale, dtype=dtype, key=k), neuron]
+        c = cout
+        if i % 2 == 1 and h >= 4 and w >= 4 and h % 2 == 0 and w % 2 == 0:
+            layers.append(AvgPool2d(2))
+            h, w = h // 2, w // 2
+    layers += [Flatten(), Linear(c * h * w, out_features, scale=scale, dtype=dtype, key=keys[-1]), readout]
+    return Sequential(layers)

@@ -173,7 +173,7 @@ def test_chain_with_a_clip_damps_the_admm_step():
         return plain, clipped
 
     plain, _ = first_update(jnp.inf)
-    norm = float(optax.tree.norm(plain))
+    norm = float(optax.tree_utils.tree_norm(plain))
     plain, clipped = first_update(0.5 * norm)
     for a, b in zip(jax.tree.leaves(clipped), jax.tree.leaves(plain)):
         np.testing.assert_allclose(a, 0.5 * b, rtol=1e-10)
