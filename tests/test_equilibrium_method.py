@@ -56,6 +56,7 @@ def jsnn(*args):
     return subprocess.run([sys.executable, "-m", "jsnn.cli", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # end-to-end training runs: bench-sized, run with -m slow
 def test_cli_trains_and_evaluates_spide(tmp_path):
     proc = jsnn("train", "--method", "spide", "--data", "digits", "--hidden", "8", "--T", "4", "--T-backward", "8",
                 "--epochs", "1", "--batch-size", "128", "--out", str(tmp_path), "--no-progress")

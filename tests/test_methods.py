@@ -60,6 +60,7 @@ def cli_runs(files, tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow  # end-to-end training runs: bench-sized, run with -m slow
 @pytest.mark.parametrize("method", ["bptt", "admm", "exact"])
 def test_cli_trains_and_evaluates_every_method_on_an_npz_file(method, files, cli_runs, capsys):
     result = json.loads((cli_runs[method] / "result.json").read_text())
@@ -103,6 +104,7 @@ def test_cli_bad_file_is_one_line_and_exit_2(files, tmp_path, capsys, arrays, me
     assert "PATH.npz" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # end-to-end training runs: bench-sized, run with -m slow
 def test_python_entry_equals_the_cli_for_the_same_seed(files, cli_runs, tmp_path):
     with np.load(files["static"]) as f:
         model = jsnn.fit(f["x_train"], f["y_train"], test=(f["x_test"], f["y_test"]), hidden=[8], epochs=2,

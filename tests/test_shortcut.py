@@ -190,6 +190,7 @@ def _cli(capsys, *args):
 TINY = ["--data", "digits", "--epochs", "1", "--hidden", "8", "--depth", "3", "--T", "2", "--no-progress"]
 
 
+@pytest.mark.slow  # end-to-end training runs: bench-sized, run with -m slow
 def test_cli_trains_evaluates_and_lowers_the_stripped_network(tmp_path, capsys):
     from jsnn.lower.nir_io import read_nir
 

@@ -228,7 +228,10 @@ def exact_loss(net: EventNet, config: ExactConfig, x: Float[Array, "B F"], y: In
         overflow = jnp.any(jnp.stack([jnp.any(r.overflow) for r in layers[:-1]] + [jnp.asarray(False)]))
         grazing = sum(jnp.sum(r.grazing) for r in layers)
         fired = [jnp.isfinite(r.times[:, 0]) for r in layers[:-1]]
-        return (loss, pred == yi, overflow, jnp.any(out.overflow), jnp.all(out.overflow), grazing,
+        # saturated: every output overflowed at one and the same first time, so no output can win (count and
+        # first-spike decisions tie); a run stuck there has diverged (lr 1e6 on Yin-Yang: from step 1)
+        saturated = jnp.all(out.overflow) & jnp.all(out.times[:, 0] == out.times[0, 0])
+        return (loss, pred == yi, overflow, jnp.any(out.overflow), saturated, grazing,
                 jnp.all(~jnp.isfinite(out.times[:, 0])), fired)
 
     loss, correct, overflow, overflow_out, saturated, grazing, silent, fired = jax.vmap(one)(x, y)
@@ -262,7 +265,8 @@ def exact_method(config: ExactConfig, in_features: int, num_classes: int, *,
       ``overflow`` (samples where a hidden layer's spike buffer overflowed, so spikes were lost),
       ``overflow_out`` (the same for the output layer: harmless for the first-spike loss), ``grazing``,
       ``silent`` (samples with no output spike), ``saturated`` (the fraction of samples whose every output
-      neuron overflowed its spike buffer: :func:`jsnn.train.fit` stops a run that stays there) and ``dead``
+      neuron overflowed its spike buffer with one and the same first spike time, so no class can win:
+      :func:`jsnn.train.fit` stops a run that stays there) and ``dead``
       (hidden neurons that fired on no sample of the batch: exact gradients reach a neuron only through its
       spike times).
 
