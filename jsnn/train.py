@@ -66,25 +66,31 @@ class TrainingDiverged(RuntimeError):
 class DivergenceGuard:
     """When :func:`fit` stops a run as diverged (checked after every step).
 
-    A run diverges when its loss is NaN or infinite (at once), or, for ``patience`` steps in a row,
-    when the loss exceeds ``loss_factor * max(reference, 1)`` (the reference is the run's first
-    loss, before any update; it is stored in the checkpoint so a resumed run keeps it) or when the
-    method's ``"saturated"`` metric (the fraction of samples whose outputs are saturated, for
-    example every output spike buffer overflowing) is at least ``saturated``.
+    A run diverges when its loss is NaN or infinite (at once); when, for ``patience`` steps in a
+    row, the loss exceeds ``loss_factor * max(reference, 1)`` (the reference is the run's first
+    loss, before any update; it is stored in the checkpoint so a resumed run keeps it); or when,
+    for ``saturated_patience`` steps in a row, the method's ``"saturated"`` metric (the fraction of
+    samples whose outputs are saturated, for example every output spike buffer overflowing at one
+    time) is at least ``saturated``. Saturation gets a longer patience: an exact-gradient net may
+    start saturated and leave it in its first steps.
 
     Attributes:
       loss_factor: how far above its first value the loss may rise.
       saturated: the fraction of saturated samples that counts as diverged.
-      patience: consecutive bad steps before stopping (a single outlier batch does not stop a run).
+      patience: consecutive steps with an exploded loss before stopping (one outlier batch does not
+        stop a run).
+      saturated_patience: consecutive saturated steps before stopping.
     """
 
     loss_factor: float = 1e3
     saturated: float = 0.99
     patience: int = 10
+    saturated_patience: int = 50
 
     def __post_init__(self):
-        if not self.loss_factor > 1 or not 0 < self.saturated <= 1 or self.patience < 1:
-            raise ValueError(f"DivergenceGuard needs loss_factor > 1, 0 < saturated <= 1 and patience >= 1; "
+        if not self.loss_factor > 1 or not 0 < self.saturated <= 1 or min(self.patience,
+                                                                           self.saturated_patience) < 1:
+            raise ValueError(f"DivergenceGuard needs loss_factor > 1, 0 < saturated <= 1 and patiences >= 1; "
                              f"got {self}.")
 
 
@@ -94,7 +100,8 @@ class _DivergenceMonitor:
     def __init__(self, guard: DivergenceGuard):
         self.guard = guard
         self.reference: float | None = None
-        self.bad_steps = 0
+        self.exploded = 0  # consecutive steps with the loss above its bound
+        self.saturated = 0  # consecutive saturated steps
 
     def check(self, metrics: dict[str, Array]) -> str | None:
         """The reason the run diverged at this step, or ``None``."""
@@ -105,15 +112,14 @@ class _DivergenceMonitor:
             self.reference = loss
         bound = self.guard.loss_factor * max(abs(self.reference), 1.0)
         saturated = float(metrics["saturated"]) if "saturated" in metrics else 0.0
-        if loss > bound:
-            reason = f"the loss exploded to {loss:.3g} (first loss {self.reference:.3g})"
-        elif saturated >= self.guard.saturated:
-            reason = f"the outputs saturated on {saturated:.0%} of the samples"
-        else:
-            self.bad_steps = 0
-            return None
-        self.bad_steps += 1
-        return f"{reason} for {self.bad_steps} steps in a row" if self.bad_steps >= self.guard.patience else None
+        self.exploded = self.exploded + 1 if loss > bound else 0
+        self.saturated = self.saturated + 1 if saturated >= self.guard.saturated else 0
+        if self.exploded >= self.guard.patience:
+            return (f"the loss exploded to {loss:.3g} (first loss {self.reference:.3g}) for {self.exploded} steps "
+                    "in a row")
+        if self.saturated >= self.guard.saturated_patience:
+            return f"the outputs saturated on {saturated:.0%} of the samples for {self.saturated} steps in a row"
+        return None
 
 
 @dataclass
