@@ -71,3 +71,13 @@ def test_config_errors_say_what_to_do():
         ExactConfig(hidden=(4, 4))
     with pytest.raises(ValueError, match="t_min <= t_max < t_end"):
         ExactConfig(t_max=40.0)
+
+
+@pytest.mark.parametrize(("readout", "loss", "saturated"), [("spiking", "count", 1.0), ("integrator", "voltage", 0.0)])
+def test_saturated_means_tied_output_spikes_not_a_hidden_overflow(readout, loss, saturated):
+    # weights so large that every neuron fires at the first input spike and overflows its buffer
+    cfg = ExactConfig(hidden=(3,), max_spikes=(2, 2), init=((50.0, 0.0), (50.0, 0.0)), readout=readout, loss=loss)
+    m = exact_method(cfg, 2, 3)
+    x, y = jnp.full((2, 2), 0.5, jnp.float32), jnp.array([0, 1], jnp.int32)
+    _, metrics = jit(m.step)(m.init(jax.random.key(0)), x, y, jax.random.key(1))
+    assert int(metrics["overflow"]) == 2 and float(metrics["saturated"]) == saturated

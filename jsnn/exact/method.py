@@ -228,9 +228,11 @@ def exact_loss(net: EventNet, config: ExactConfig, x: Float[Array, "B F"], y: In
         overflow = jnp.any(jnp.stack([jnp.any(r.overflow) for r in layers[:-1]] + [jnp.asarray(False)]))
         grazing = sum(jnp.sum(r.grazing) for r in layers)
         fired = [jnp.isfinite(r.times[:, 0]) for r in layers[:-1]]
-        # saturated: every output overflowed at one and the same first time, so no output can win (count and
-        # first-spike decisions tie); a run stuck there has diverged (lr 1e6 on Yin-Yang: from step 1)
-        saturated = jnp.all(out.overflow) & jnp.all(out.times[:, 0] == out.times[0, 0])
+        # saturated: every output overflowed at one and the same (finite) first spike time, so no output can win
+        # (count and first-spike decisions tie); a run stuck there has diverged (lr 1e6 on Yin-Yang: from step 1).
+        # An integrator readout never spikes: its overflow flag only says that a hidden layer lost spikes.
+        first = out.times[:, 0]
+        saturated = jnp.all(out.overflow) & jnp.all(first == first[0]) & jnp.isfinite(first[0])
         return (loss, pred == yi, overflow, jnp.any(out.overflow), saturated, grazing,
                 jnp.all(~jnp.isfinite(out.times[:, 0])), fired)
 
