@@ -126,9 +126,12 @@ def test_signed_inputs_are_standardised_for_bptt_and_mapped_into_unit_range_for_
     np.testing.assert_allclose(run.config["input_shift"], x.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(run.config["input_scale"], 1 / x.std(0), rtol=1e-5)
     run = exact_run((x, y), None, {"hidden": [4], "init": [[1.0, 1.0], [0.1, 0.3]]})
-    assert run.config["input_scaling"] == "onoff"
+    assert run.config["input_scaling"] == "onoff" and run.config["input_levels"] == [0.0, 1.0]
+    # 5 features -> on/off channels at 2 levels, plus the bias input
+    assert run.method.network(run.method.init(jax.random.key(0))).weights[0].shape == (4, 5 * 4 + 1)
     # bundled [0, 1] data keeps its tuned encoding: no scaling
     assert bptt_run((np.clip(x, 0, 1), y), None, {"data": "digits"}).config["input_scaling"] == "none"
+    assert exact_run((np.clip(x, 0, 1), y), None, {"data": "yinyang"}).config["input_scaling"] == "none"
 
 
 def test_combinations_that_cannot_work_are_refused():

@@ -6,8 +6,9 @@ tuned defaults (``jsnn.fit(..., method="exact")``), and ``build_exact`` loads th
 (CLI flags or a checkpoint header) and calls ``exact_run``.
 
 Own data (``EXACT_DEFAULTS["own"]``): features outside [0, 1] become on/off channels in [0, 1]
-(``input_scaling="onoff"``: the standardised value's positive and negative parts, see
-:mod:`jsnn.data.scaling`), latency-coded bright-early (``invert``) in the window ``[t_min, t_max]`` =
+(``input_scaling="onoff"``: the standardised value's positive and negative parts beyond 0 and beyond 1
+standard deviation, so the size of a deviation shows in which inputs spike; see :mod:`jsnn.data.scaling`),
+latency-coded bright-early (``invert``) in the window ``[t_min, t_max]`` =
 [0, tau_mem], so a feature at its mean sends no spike, like an image's black pixels; a time series
 ``(T, F)`` is read as ``T F`` static features (the event-driven recurrent layer is not fed by time-series
 inputs here; use BPTT's ``Recurrent`` recipe for sequences). The hidden weights' scale is calibrated on
