@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jsnn.data import DataError, fit_scaling, load_npz, scale_inputs
+from jsnn.data import DataError, fit_scaling, load_npz, scale_inputs, scaled_width
 
 
 def write(path, **arrays):
@@ -96,3 +96,20 @@ def test_auto_leaves_unit_range_data_alone_and_constant_features_finite():
         assert np.all(np.isfinite(out)) and np.all(out[:, 0] == 0.0)
     with pytest.raises(ValueError, match="input_scaling must be one of"):
         fit_scaling(x, "minmax", preferred="unit")
+
+
+def test_onoff_channels_at_two_levels_match_numpy_and_old_configs_keep_one():
+    rng = np.random.default_rng(2)
+    x = rng.normal(1.0, 2.0, size=(400, 3)).astype(np.float32)
+    s = fit_scaling(x, "onoff", preferred="onoff")
+    assert s["input_levels"] == [0.0, 1.0] and scaled_width(s, 3) == 12
+    z = (x.astype(np.float64) - x.mean(0)) / x.std(0)
+    want = np.concatenate([np.clip(z / 3, 0, 1), np.clip(-z / 3, 0, 1),
+                           np.clip((z - 1) / 3, 0, 1), np.clip((-z - 1) / 3, 0, 1)], axis=1)
+    np.testing.assert_allclose(np.asarray(scale_inputs(s, x)), want, atol=1e-5)
+    # a value more than one std from the mean spikes on both levels' channel; one within it on level 0 only
+    far, near = np.abs(z[:, 0]) > 1.01, np.abs(z[:, 0]) < 0.99
+    assert np.all(want[far][:, [6, 9]].max(1) > 0) and np.all(want[near][:, [6, 9]] == 0)
+    old = {k: v for k, v in s.items() if k != "input_levels"}  # a checkpoint from before the levels
+    assert scaled_width(old, 3) == 6
+    np.testing.assert_allclose(np.asarray(scale_inputs(old, x)), want[:, :6], atol=1e-5)

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jsnn.exact.method import ExactConfig, encode_latency, exact_method
+from jsnn.exact.method import ExactConfig, encode_latency, exact_loss, exact_method
+from jsnn.exact.net import EventNet
 
 from test_exact_simulate import jit
 
@@ -71,3 +72,13 @@ def test_config_errors_say_what_to_do():
         ExactConfig(hidden=(4, 4))
     with pytest.raises(ValueError, match="t_min <= t_max < t_end"):
         ExactConfig(t_max=40.0)
+
+
+@pytest.mark.parametrize(("readout", "loss", "saturated"), [("spiking", "count", 1.0), ("integrator", "voltage", 0.0)])
+def test_saturated_means_tied_output_spikes_not_a_hidden_overflow(readout, loss, saturated):
+    # weights so large that every neuron fires at the first input spike and overflows its buffer
+    cfg = ExactConfig(hidden=(3,), max_spikes=(2, 2), init=((50.0, 0.0), (50.0, 0.0)), readout=readout, loss=loss)
+    net = EventNet((3, 3, 3), key=jax.random.key(0), cfg=cfg.lif, max_spikes=(2, 2), init=cfg.init, readout=readout)
+    x, y = jnp.full((2, 2), 0.5, jnp.float32), jnp.array([0, 1], jnp.int32)
+    _, aux = jit(lambda net, x, y: exact_loss(net, cfg, x, y))(net, x, y)
+    assert int(aux["overflow"]) == 2 and float(aux["saturated"]) == saturated

@@ -14,7 +14,7 @@ from jsnn.exact.method import ExactConfig, calibrated_init, encode_latency, exac
 from jsnn.exact.net import EventNet
 from jsnn.data import DataError, npz_sha256
 from jsnn.methods import bptt_run, load_run_data
-from jsnn.optim import StateLayout, admm, admm_run, calibrated_params, init_params
+from jsnn.optim import ADMM_DEFAULTS, StateLayout, admm, admm_run, calibrated_params, init_params
 
 FLAGS = {
     "bptt": ["--epochs", "2", "--hidden", "8", "--batch-size", "16"],
@@ -126,9 +126,12 @@ def test_signed_inputs_are_standardised_for_bptt_and_mapped_into_unit_range_for_
     np.testing.assert_allclose(run.config["input_shift"], x.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(run.config["input_scale"], 1 / x.std(0), rtol=1e-5)
     run = exact_run((x, y), None, {"hidden": [4], "init": [[1.0, 1.0], [0.1, 0.3]]})
-    assert run.config["input_scaling"] == "onoff"
+    assert run.config["input_scaling"] == "onoff" and run.config["input_levels"] == [0.0, 1.0]
+    # 5 features -> on/off channels at 2 levels, plus the bias input
+    assert run.method.network(run.method.init(jax.random.key(0))).weights[0].shape == (4, 5 * 4 + 1)
     # bundled [0, 1] data keeps its tuned encoding: no scaling
     assert bptt_run((np.clip(x, 0, 1), y), None, {"data": "digits"}).config["input_scaling"] == "none"
+    assert exact_run((np.clip(x, 0, 1), y), None, {"data": "yinyang"}).config["input_scaling"] == "none"
 
 
 def test_combinations_that_cannot_work_are_refused():
@@ -153,7 +156,22 @@ def test_time_series_get_recurrent_layers_with_the_series_length():
     assert run.config["T"] == 3 and run.config["recurrent"]
     net = run.method.network(run.method.init(jax.random.key(0)))
     assert [type(layer).__name__ for layer in net.layers] == ["Linear", "Recurrent", "Linear", "LI"]
-    assert admm_run((xs, y), None, {"hidden": [4]}).config["T"] == 3
+
+
+def test_admm_reads_a_time_series_as_its_flattened_static_features():
+    xs, y = signed_data(steps=3)
+    flat = xs.reshape(len(xs), -1)
+    series, static = admm_run((xs, y), (xs, y), {"hidden": [6]}), admm_run((flat, y), (flat, y), {"hidden": [6]})
+    assert series.config == static.config and series.config["T"] == ADMM_DEFAULTS["own"]["T"]
+    np.testing.assert_allclose(series.config["input_shift"], flat.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(series.train[0], flat)
+    np.testing.assert_array_equal(series.test[0], flat)
+    # the network's input currents: the 15 standardised features of each sample, the same at every step
+    currents = series._inputs(xs)
+    assert currents.shape == (80, ADMM_DEFAULTS["own"]["T"], 15)
+    np.testing.assert_allclose(currents[:, 0], (flat - flat.mean(0)) / flat.std(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(currents, static._inputs(flat))
+    assert np.all(currents == currents[:, :1])
 
 
 def test_admm_calibration_is_deterministic_for_a_seed():

@@ -36,6 +36,7 @@ from .npz import NPZ_KEYS as NPZ_KEYS
 from .npz import is_npz_path as is_npz_path
 from .npz import load_npz as load_npz
 from .npz import npz_sha256 as npz_sha256
+from .scaling import ONOFF_LEVELS as ONOFF_LEVELS
 from .scaling import fit_scaling as fit_scaling
 from .scaling import scale_inputs as scale_inputs
 from .scaling import scaled_width as scaled_width

@@ -6,8 +6,9 @@ tuned defaults (``jsnn.fit(..., method="exact")``), and ``build_exact`` loads th
 (CLI flags or a checkpoint header) and calls ``exact_run``.
 
 Own data (``EXACT_DEFAULTS["own"]``): features outside [0, 1] become on/off channels in [0, 1]
-(``input_scaling="onoff"``: the standardised value's positive and negative parts, see
-:mod:`jsnn.data.scaling`), latency-coded bright-early (``invert``) in the window ``[t_min, t_max]`` =
+(``input_scaling="onoff"``: the standardised value's positive and negative parts beyond 0 and beyond 1
+standard deviation, so the size of a deviation shows in which inputs spike; see :mod:`jsnn.data.scaling`),
+latency-coded bright-early (``invert``) in the window ``[t_min, t_max]`` =
 [0, tau_mem], so a feature at its mean sends no spike, like an image's black pixels; a time series
 ``(T, F)`` is read as ``T F`` static features (the event-driven recurrent layer is not fed by time-series
 inputs here; use BPTT's ``Recurrent`` recipe for sequences). The hidden weights' scale is calibrated on
@@ -228,9 +229,11 @@ def exact_loss(net: EventNet, config: ExactConfig, x: Float[Array, "B F"], y: In
         overflow = jnp.any(jnp.stack([jnp.any(r.overflow) for r in layers[:-1]] + [jnp.asarray(False)]))
         grazing = sum(jnp.sum(r.grazing) for r in layers)
         fired = [jnp.isfinite(r.times[:, 0]) for r in layers[:-1]]
-        # saturated: every output overflowed at one and the same first time, so no output can win (count and
-        # first-spike decisions tie); a run stuck there has diverged (lr 1e6 on Yin-Yang: from step 1)
-        saturated = jnp.all(out.overflow) & jnp.all(out.times[:, 0] == out.times[0, 0])
+        # saturated: every output overflowed at one and the same (finite) first spike time, so no output can win
+        # (count and first-spike decisions tie); a run stuck there has diverged (lr 1e6 on Yin-Yang: from step 1).
+        # An integrator readout never spikes: its overflow flag only says that a hidden layer lost spikes.
+        first = out.times[:, 0]
+        saturated = jnp.all(out.overflow) & jnp.all(first == first[0]) & jnp.isfinite(first[0])
         return (loss, pred == yi, overflow, jnp.any(out.overflow), saturated, grazing,
                 jnp.all(~jnp.isfinite(out.times[:, 0])), fired)
 
