@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--T", type=positive_int, nargs="+", default=[25, 50, 100, 200, 400])
     parser.add_argument("--hidden", type=positive_int, default=256)
     parser.add_argument("--batch", type=positive_int, default=128)
-    parser.add_argument("--steps", type=positive_int, default=5)
+    parser.add_argument("--steps", type=positive_int, default=8)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "b1_page_faults.json")
     args = parser.parse_args()

@@ -16,6 +16,8 @@ Usage::
     .venv/bin/python bench/run_b1.py                      # all three configs, 3 rounds
     .venv/bin/python bench/run_b1.py --configs T25_h256 --impls reference jsnn
     .venv/bin/python bench/run_b1.py --quick --rounds 1   # smoke run, writes b1_quick.json
+    .venv/bin/python bench/run_b1.py --configs T_scaling --impls reference jsnn spyx  # T = 25..400:
+                                                          # b1_scaling.json and b1_scaling.png
 
 Then ``.venv/bin/python bench/render_tables.py`` puts the table in README.md.
 """
@@ -204,11 +206,14 @@ def add_ratios(records: list[dict[str, Any]]) -> None:
 def scaling_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per ``impl@hidden`` run at more than one T: ms per time step by T and largest / smallest of them."""
     summary = {}
+    cpu = per_step_series(results, "cpu_median_ms")
     for (impl, hidden), points in per_step_series(results).items():
         if len(points) > 1:
-            per_step = [ms for _, ms in points]
+            wall, cpu_ms = [ms for _, ms in points], [ms for _, ms in cpu[(impl, hidden)]]
             summary[f"{impl}@h{hidden}"] = {"ms_per_time_step": {str(t): ms for t, ms in points},
-                                           "largest_over_smallest": max(per_step) / min(per_step)}
+                                           "largest_over_smallest": max(wall) / min(wall),
+                                           "cpu_ms_per_time_step": {str(t): ms for t, ms in cpu[(impl, hidden)]},
+                                           "cpu_largest_over_smallest": max(cpu_ms) / min(cpu_ms)}
     return summary
 
 
@@ -258,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     if "scaling_in_T" in results:
         for name, row in results["scaling_in_T"].items():
             shown = ", ".join(f"T={t}: {ms:.3f}" for t, ms in row["ms_per_time_step"].items())
-            print(f"{name}: ms per time step {shown}; largest/smallest {row['largest_over_smallest']:.3f}")
+            print(f"{name}: ms per time step {shown}; largest/smallest {row['largest_over_smallest']:.3f} "
+                  f"(CPU time: {row['cpu_largest_over_smallest']:.3f})")
         print(f"plot: {plot_scaling(results, args.out.with_suffix('.png'))}")
     try:
         shown_out = args.out.resolve().relative_to(REPO)
