@@ -16,6 +16,8 @@ Usage::
     .venv/bin/python bench/run_b1.py                      # all three configs, 3 rounds
     .venv/bin/python bench/run_b1.py --configs T25_h256 --impls reference jsnn
     .venv/bin/python bench/run_b1.py --quick --rounds 1   # smoke run, writes b1_quick.json
+    .venv/bin/python bench/run_b1.py --configs T_scaling --impls reference jsnn spyx  # T = 25..400:
+                                                          # b1_scaling.json and b1_scaling.png
 
 Then ``.venv/bin/python bench/render_tables.py`` puts the table in README.md.
 """
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from common import atomic_write_text, non_negative_int, positive_int, run_worker_process
+from plot_b1_scaling import per_step_series, plot_scaling
 from render_tables import b1_table
 
 BENCH = Path(__file__).resolve().parent
@@ -40,14 +43,25 @@ REPO = BENCH.parent
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
 
 #: implementation name -> which environment runs it ("main": sys.executable, "peers": .venv-peers)
-IMPLS = {"reference": "main", "jsnn": "main", "jsnn_bf16": "main", "spyx": "peers", "snntorch": "peers"}
+IMPLS = {"reference": "main", "jsnn": "main", "jsnn_bf16": "main", "jsnn_system_malloc": "main", "spyx": "peers",
+         "snntorch": "peers"}
+#: implementations run when --impls is not given (jsnn_system_malloc is a diagnostic: name it to run it)
+DEFAULT_IMPLS = ["reference", "jsnn", "jsnn_bf16", "spyx", "snntorch"]
 #: ratios printed in the terminal table (README shows only the reference)
 RATIO_BASES = ("reference", "spyx", "snntorch")
 CONFIGS = {
     "T25_h256": {"T": 25, "hidden": 256},
     "T100_h256": {"T": 100, "hidden": 256},
     "T25_h1024": {"T": 25, "hidden": 1024},
+    "T50_h256": {"T": 50, "hidden": 256},
+    "T200_h256": {"T": 200, "hidden": 256},
+    "T400_h256": {"T": 400, "hidden": 256},
+    "T100_h1024": {"T": 100, "hidden": 1024},
 }
+#: a name given to --configs that stands for several configs
+CONFIG_GROUPS = {"T_scaling": ["T25_h256", "T50_h256", "T100_h256", "T200_h256", "T400_h256"]}
+#: configs run when --configs is not given
+DEFAULT_CONFIGS = ["T25_h256", "T100_h256", "T25_h1024"]
 QUICK_CONFIG = {"quick_T8_h32": {"T": 8, "hidden": 32}}
 FULL_RUN = {"batch": 128, "steps": 20, "warmup": 3}
 QUICK_RUN = {"batch": 16, "steps": 5, "warmup": 3}
@@ -59,12 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "for jsnn, the straightforward JAX reference, spyx and snnTorch, side by side.",
     )
     parser.add_argument(
-        "--configs", nargs="+", choices=sorted(CONFIGS), default=None,
-        help="configs to run (default: all of %(choices)s)",
+        "--configs", nargs="+", choices=sorted(CONFIGS) + sorted(CONFIG_GROUPS), default=None,
+        help=f"configs to run (default: {' '.join(DEFAULT_CONFIGS)}); T_scaling stands for "
+        f"{' '.join(CONFIG_GROUPS['T_scaling'])} and writes results/b1_scaling.json and its plot",
     )
     parser.add_argument(
-        "--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS),
-        help="implementations to run (default: all of %(choices)s)",
+        "--impls", nargs="+", choices=list(IMPLS), default=DEFAULT_IMPLS,
+        help=f"implementations to run (default: {' '.join(DEFAULT_IMPLS)})",
     )
     parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved repetitions (default 3)")
     parser.add_argument(
@@ -90,9 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    args.config_specs = QUICK_CONFIG if args.quick else {name: CONFIGS[name] for name in dict.fromkeys(args.configs or CONFIGS)}
+    names = [member for name in args.configs or DEFAULT_CONFIGS for member in CONFIG_GROUPS.get(name, [name])]
+    args.config_specs = QUICK_CONFIG if args.quick else {name: CONFIGS[name] for name in dict.fromkeys(names)}
     if args.out is None:
-        args.out = BENCH / "results" / ("b1_quick.json" if args.quick else "b1.json")
+        stem = "b1_quick" if args.quick else "b1_scaling" if "T_scaling" in (args.configs or ()) else "b1"
+        args.out = BENCH / "results" / f"{stem}.json"
     return args
 
 
@@ -155,6 +172,7 @@ def aggregate(
         **base,
         "status": "ok",
         "median_ms": statistics.median(run["median_ms"] for run in ok),
+        "ms_per_time_step": statistics.median(run["median_ms"] for run in ok) / spec["T"],
         "p10_ms": statistics.median(run["p10_ms"] for run in ok),
         "p90_ms": statistics.median(run["p90_ms"] for run in ok),
         "compile_s": statistics.median(run["compile_s"] for run in ok),
@@ -185,6 +203,20 @@ def add_ratios(records: list[dict[str, Any]]) -> None:
                 row[f"cpu_speedup_vs_{base}"] = base_cpu[base] / row["cpu_median_ms"] if base in base_cpu else None
 
 
+def scaling_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per ``impl@hidden`` run at more than one T: ms per time step by T and largest / smallest of them."""
+    summary = {}
+    cpu = per_step_series(results, "cpu_median_ms")
+    for (impl, hidden), points in per_step_series(results).items():
+        if len(points) > 1:
+            wall, cpu_ms = [ms for _, ms in points], [ms for _, ms in cpu[(impl, hidden)]]
+            summary[f"{impl}@h{hidden}"] = {"ms_per_time_step": {str(t): ms for t, ms in points},
+                                           "largest_over_smallest": max(wall) / min(wall),
+                                           "cpu_ms_per_time_step": {str(t): ms for t, ms in cpu[(impl, hidden)]},
+                                           "cpu_largest_over_smallest": max(cpu_ms) / min(cpu_ms)}
+    return summary
+
+
 def write_results(args: argparse.Namespace, machine: dict[str, Any],
                   runs: dict[tuple[str, str], list[dict[str, Any]]], rounds_done: int) -> dict[str, Any]:
     """Aggregate the rounds run so far and write them atomically to ``args.out``; return the results."""
@@ -198,6 +230,9 @@ def write_results(args: argparse.Namespace, machine: dict[str, Any],
         "machine": machine,
         "records": records,
     }
+    scaling = scaling_summary(results)
+    if scaling:
+        results["scaling_in_T"] = scaling
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     return results
 
@@ -225,6 +260,12 @@ def main(argv: list[str] | None = None) -> None:
         # every finished round is on disk, so a run stopped early keeps what it measured
         results = write_results(args, machine, runs, round_index + 1)
     print(b1_table(results, ratio_bases=RATIO_BASES))
+    if "scaling_in_T" in results:
+        for name, row in results["scaling_in_T"].items():
+            shown = ", ".join(f"T={t}: {ms:.3f}" for t, ms in row["ms_per_time_step"].items())
+            print(f"{name}: ms per time step {shown}; largest/smallest {row['largest_over_smallest']:.3f} "
+                  f"(CPU time: {row['cpu_largest_over_smallest']:.3f})")
+        print(f"plot: {plot_scaling(results, args.out.with_suffix('.png'))}")
     try:
         shown_out = args.out.resolve().relative_to(REPO)
     except ValueError:

@@ -7,6 +7,8 @@ any method on your own arrays with its tuned defaults (the Python face of ``jsnn
 
 __version__ = "0.1.0"
 
+# first, before any JAX computation starts XLA's threads: keep freed host memory (see jsnn.hostmem)
+from jsnn import hostmem as hostmem  # noqa: I001
 from jsnn import encode as encode
 from jsnn import losses as losses
 from jsnn import optim as optim
