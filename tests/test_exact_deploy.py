@@ -37,8 +37,8 @@ from jsnn.lower import (
 )
 from jsnn.lower import cli as lower_cli
 from jsnn.lower.exact import bin_batch
-from jsnn.lower.profiles import PROFILES
 from jsnn.lower.nir_io import NIRError
+from jsnn.lower.profiles import PROFILES
 from jsnn.neurons import LIF, CubaLIF
 from jsnn.nn import Linear, Sequential
 from jsnn.simulate import simulate

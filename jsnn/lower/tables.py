@@ -78,8 +78,7 @@ _ACC_LIMIT = 2**30  # static bound on every pre-overflow sum (int32 with a guard
 
 SEMANTICS = [
     "Integers are int32; x_t are input counts in [0, input.max] (layer 0) or spikes (later layers).",
-    "c_t = (W x_t + b) << k, k = threshold_shift; W is (out, in), W = mantissa << weight_exp, |mantissa| <= "
-    "weight_max.",
+    "c_t = (W x_t + b) << k, k = threshold_shift; W is (out, in) = mantissa << weight_exp, |mantissa| <= weight_max.",
     "cuba: u_t = ovf_u(D_syn(u_{t-1}) + c_t); other kinds: u_t = c_t.",
     "subtract, leak_first: v_t = ovf_v(D_mem(v_{t-1}) - (reset << k) s_{t-1} + u_t).",
     "subtract, reset_first: v_t = ovf_v(D_mem(v_{t-1} - (reset << k) s_{t-1}) + u_t).",
