@@ -1,6 +1,7 @@
 """Deploying event-driven CuBa-LIF nets: continuous-time NIR, exact discretisation, lowering (float64)."""
 
 import argparse
+import dataclasses
 import itertools
 
 import equinox as eqx
@@ -37,6 +38,7 @@ from jsnn.lower import (
 from jsnn.lower import cli as lower_cli
 from jsnn.lower.exact import bin_batch
 from jsnn.lower.nir_io import NIRError
+from jsnn.lower.profiles import PROFILES
 from jsnn.neurons import LIF, CubaLIF
 from jsnn.nn import Linear, Sequential
 from jsnn.simulate import simulate
@@ -248,6 +250,7 @@ def test_cli_lowers_an_exact_checkpoint_and_writes_continuous_nir(lowered, check
 
 def test_tables_c_program_and_integer_simulator_agree_bit_for_bit(tmp_path, lowered, checkpoint):
     tables = load_tables(lowered[0])
+    assert min(layer["weight_exp"] for layer in tables.manifest["layers"]) > 0  # shifted mantissas in C too
     path, run = checkpoint
     net = run.load_network(path)
     times = jax.vmap(lambda x: encode_latency(ExactConfig.from_dict(run.config), x))(jnp.asarray(run.test[0][:3]))
@@ -258,6 +261,45 @@ def test_tables_c_program_and_integer_simulator_agree_bit_for_bit(tmp_path, lowe
         for i in range(2):
             np.testing.assert_array_equal(np.array(layers[i]), np.asarray(want.spikes[i][b]))
             assert ovf[i] == tuple(int(a[b]) for a in want.overflow[i])
+
+
+def _first_steps(spikes):
+    fired = np.asarray(spikes) > 0
+    return np.where(fired.any(axis=1), fired.argmax(axis=1), -1)  # (B, n): first spike step, -1 if silent
+
+
+def test_integer_tables_track_the_float_net_at_a_fine_step():
+    # regression (issue 16): at dt = tau_syn / 100 the Loihi-like tables drifted from the float net. Binned
+    # spikes were read as analog values (a spike = 255 counts, capping the first layer's weights at a few
+    # levels), and the state unit was the weights' (the round-toward-zero decay then kills small currents).
+    # Now: unit spike counts, all 8 mantissa bits, and a weight exponent that moves u and v onto their range.
+    net, times, dt = _net((5, 24, 3), seed=3), _times(5, 64, seed=4), 0.05
+    binned = bin_batch(net, times, dt)
+    _, traces = jax.vmap(lambda x: simulate(to_sequential(net, dt), x, record=True))(binned)
+    float_first = [_first_steps(traces[i].spikes) for i in sorted(traces)]
+
+    def drift(profile, **kwargs):
+        _, tables, report = lower_exact(net, profile, times, dt, max_slack=1.0, weight_slacks=(1.0,), **kwargs)
+        result = jax.vmap(lambda c: simulate_int(tables, c))(jnp.asarray(quantize_inputs(tables, binned)))
+        rows = []
+        for a, b in zip(float_first, (_first_steps(s) for s in result.spikes), strict=True):
+            both = (a >= 0) & (b >= 0)
+            assert both.mean() > 0.3  # enough neurons fire in both to compare
+            rows.append((np.abs(a - b)[both].mean(), (np.abs(a - b)[both] <= 1).mean()))
+        return tables, report, rows
+
+    tables, report, rows = drift("loihi")
+    for row in rows:  # mean first-spike error in steps, fraction within one step, per layer
+        assert row[0] < 0.5 and row[1] > 0.95, rows
+    for entry, row in zip(tables.manifest["layers"], report, strict=True):
+        weight, exp = tables.arrays[f"layer{entry['index']}.weight"], entry["weight_exp"]
+        assert exp > 0 and row["weight_exp"] == exp and row["saturation_fraction"] == 0.0
+        np.testing.assert_array_equal(weight, (weight >> exp) << exp)  # mantissa << exponent
+        assert np.abs(weight >> exp).max() == PROFILES["loihi"].weight_max  # the mantissas use all 8 bits
+    # the same nets lowered as before the fix (spikes as analog values, pow2 scales, no exponent) fail it
+    before = dataclasses.replace(PROFILES["loihi"], pow2=True, weight_exp_max=0, name="loihi_before")
+    _, _, rows = drift(before, x_max=1.0)
+    assert rows[0][0] > 2.0 and rows[0][1] < 0.5, rows
 
 
 def test_targets_without_current_based_neurons_are_refused():

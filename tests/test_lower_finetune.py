@@ -33,11 +33,15 @@ def test_lowering_at_the_tables_own_scales_gives_the_same_tables():
     x = np.random.default_rng(1).random((8, 6, 6)).astype(np.float32)
     tables, _ = lower(net, "loihi", x, weight_slack=2.0)
     scales = [tables.arrays[f"layer{i}.scale"] for i in range(2)]
-    again, _ = lower(net, "loihi", x, scales=scales, x_max=tables.manifest["input"]["x_max"])
+    exps = [layer["weight_exp"] for layer in tables.manifest["layers"]]
+    assert max(exps) > 0  # the Loihi weight exponent is in play
+    again, _ = lower(net, "loihi", x, scales=scales, weight_exps=exps, x_max=tables.manifest["input"]["x_max"])
     for name, array in tables.arrays.items():
         np.testing.assert_array_equal(again.arrays[name], array, err_msg=name)
     with pytest.raises(ValueError, match="one array per layer"):
         lower(net, "loihi", x, scales=scales[:1])
+    with pytest.raises(ValueError, match="weight_exps goes with scales"):
+        lower(net, "loihi", x, weight_exps=exps)
 
 
 def _digits(n):

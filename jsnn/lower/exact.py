@@ -73,7 +73,11 @@ def lower_exact(net: EventNet, target: str | Profile, calibration_times: Float[A
       target: a profile name or :class:`~jsnn.lower.profiles.Profile` that holds ``CubaLIF``.
       calibration_times: input spike times of a few hundred samples (B, n_in, K).
       dt: step in the net's time units (:func:`jsnn.exact.check_dt`); recorded in the manifest.
-      **kwargs: passed to :func:`~jsnn.lower.calibrate.lower_calibrated` (``headroom``, ...).
+      **kwargs: passed to :func:`~jsnn.lower.calibrate.lower_calibrated` (``headroom``, ...). ``x_max``
+        defaults to the target's largest input count: binned inputs are spike counts, one count per spike
+        (input scale 1). Read as analog values instead (x_max = 1), a spike became 255 counts and the
+        first layer's scale, bounded by the 17-bit threshold register, left its weights a few levels at
+        small dt (9 at dt = 0.05 on the Yin-Yang net).
 
     Returns:
       ``(seq, tables, report)``: the discretised float network, its tables and the calibration report.
@@ -99,6 +103,7 @@ def lower_exact(net: EventNet, target: str | Profile, calibration_times: Float[A
         raise LoweringError("an integrator (non-spiking CuBa) readout has no table form; lower a net trained "
                             "with a spiking readout, or export it with jsnn.exact.exact_to_nir.")
     seq = to_sequential(net, dt)
+    kwargs.setdefault("x_max", float(profile.input_max))
     tables, report, _ = lower_calibrated(seq, profile, np.asarray(bin_batch(net, calibration_times, dt)), dt=dt,
                                          **kwargs)
     return seq, tables, report

@@ -122,8 +122,8 @@ def grid_network(net: Sequential, tables: Tables) -> Sequential:
         i = entry["index"]
         lin = net.layers[2 * i]
         big = jnp.asarray(tables.arrays[f"layer{i}.scale"], lin.weight.dtype)
-        weight = fake_quantize(lin.weight, big[:, None] / (s_in if i == 0 else 1.0), profile.weight_max,
-                               profile.rounding)
+        step = (s_in if i == 0 else 1.0) * 2 ** entry.get("weight_exp", 0)  # mantissa steps per unit
+        weight = fake_quantize(lin.weight, big[:, None] / step, profile.weight_max, profile.rounding)
         bias = None if lin.bias is None else fake_quantize(lin.bias, big, signed_max(profile.bias_bits),
                                                            profile.rounding)
         params.append((weight, bias))
@@ -208,5 +208,6 @@ def fit_to_tables(
     on_grid = grid_network(_with_linear_params(net, params), tables)
     scales = [tables.arrays[f"layer{e['index']}.scale"] for e in tables.manifest["layers"]]
     new_tables, report = lower(on_grid, Profile.from_dict(tables.manifest["profile"]), np.asarray(calibration_inputs),
-                               x_max=tables.manifest["input"]["x_max"], dt=tables.manifest["dt"], scales=scales)
+                               x_max=tables.manifest["input"]["x_max"], dt=tables.manifest["dt"], scales=scales,
+                               weight_exps=[e.get("weight_exp", 0) for e in tables.manifest["layers"]])
     return shadow_network(on_grid, new_tables, dtype=net.layers[0].weight.dtype), new_tables, report, losses

@@ -49,7 +49,8 @@ def _layer(layer: dict, arrays: dict[str, np.ndarray], x: Int[Array, "T n_in"]):
     k = layer["threshold_shift"]
     weight = jnp.asarray(arrays[prefix + "weight"])
     row_l1 = int(np.abs(arrays[prefix + "weight"]).sum(axis=1).max())  # concrete: one matmul where it is exact
-    c = exact_matmul(x, weight, x_max=layer["input_max"], w_max=layer["weight_max"], row_l1=row_l1)
+    w_max = layer["weight_max"] << layer.get("weight_exp", 0)  # tables before the weight exponent have none
+    c = exact_matmul(x, weight, x_max=layer["input_max"], w_max=w_max, row_l1=row_l1)
     c = (c + jnp.asarray(arrays[prefix + "bias"])) << k
     kind = layer["kind"]
     n = weight.shape[0]

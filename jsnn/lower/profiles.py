@@ -76,6 +76,9 @@ class Profile:
         reset, and the calibration report flags the mismatch.
       rounding: rounding of parameters: "half_even", "half_away", "floor", "toward_zero".
       input_bits: analog inputs become unsigned counts in ``[0, 2**input_bits - 1]`` per step.
+      weight_exp_max: largest per-layer weight exponent e: a layer's integer weights are
+        ``mantissa << e`` with ``|mantissa| <= weight_max`` (Loihi's weight exponent), so the
+        states can use a finer unit than the weights (0: no exponent field).
       neurons: neuron types the target holds (of "LIF", "IF", "CubaLIF", "LI").
 
     Widths are limited to 31 bits so the int32 simulator sees every pre-overflow value
@@ -106,6 +109,7 @@ class Profile:
     reset: Literal["subtract", "zero"] = "subtract"
     rounding: Rounding = "half_even"
     input_bits: int = 8
+    weight_exp_max: int = 0
     neurons: tuple[str, ...] = NEURON_KINDS
 
     def __post_init__(self):
@@ -114,7 +118,7 @@ class Profile:
 
         for field, lo, hi in [("weight_bits", 2, 16), ("bias_bits", 2, 31), ("threshold_bits", 2, 31),
                               ("state_bits", 2, 31), ("current_bits", 2, 31), ("input_bits", 1, 16),
-                              ("threshold_shift", 0, 16)]:
+                              ("threshold_shift", 0, 16), ("weight_exp_max", 0, 16)]:
             value = getattr(self, field)
             if not isinstance(value, int) or not lo <= value <= hi:
                 bad(field, value, f"an integer in [{lo}, {hi}]")
@@ -166,13 +170,15 @@ PROFILES: dict[str, Profile] = {
     "xylo": Profile(name="xylo", weight_bits=8, bias_bits=16, threshold_bits=16, decay_encoding="shift",
                     state_bits=16, overflow="saturate", current_bits=16, current_overflow="saturate",
                     spike_cmp=">", reset="subtract", input_bits=4),
-    # Loihi-like: 8-bit mantissa x 2^exp weights (pow2 scales), 13-bit bias mantissa, vth 17-bit
-    # unsigned compared as vth << 6, 12-bit multiplicative decay rounded toward zero, u 24-bit
-    # wrapping, v 24-bit saturating, strict '>', reset to zero.
-    "loihi": Profile(name="loihi", weight_bits=8, pow2=True, bias_bits=13, threshold_bits=17,
+    # Loihi-like: 8-bit mantissa x 2^exp weights (exp 0..7 here: the state unit may be finer than the
+    # weights'), 13-bit bias mantissa, vth 17-bit unsigned compared as vth << 6, 12-bit multiplicative
+    # decay rounded toward zero, u 24-bit wrapping, v 24-bit saturating, strict '>', reset to zero.
+    # Scales need not be powers of two: vth is a free 17-bit integer, so a layer's scale (mantissa
+    # step x 2^exp) is realised by its threshold, and the mantissas use all 8 bits.
+    "loihi": Profile(name="loihi", weight_bits=8, bias_bits=13, threshold_bits=17,
                      threshold_signed=False, threshold_shift=6, decay_encoding="mul12_rtz", state_bits=24,
                      overflow="saturate", current_bits=24, current_overflow="wrap", spike_cmp=">",
-                     reset="zero", input_bits=8),
+                     reset="zero", input_bits=8, weight_exp_max=7),
     # SpiNNaker-like: 16-bit weights shifted into fixed point (pow2 scales), u0.32 decay with a
     # floored high-word product, '>=' and reset to zero*. The chip's s16.15 state is held as
     # 31 bits here (one guard bit for the int32 simulator); saturation* assumed.
