@@ -73,7 +73,9 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "LoweringError", "Tables", "TablesError",
            "quantize_inputs", "save_tables", "shadow_network"]
 
 FORMAT = "jsnn-lower-tables"
-FORMAT_VERSION = 2  # 2: the manifest carries an integrity record (checksums of every field and of tables.npz)
+# 2: the manifest carries an integrity record (checksums of every field and of tables.npz).
+# 3: each layer's weights are mantissa << weight_exp (an older reader would run them unshifted, so it must refuse).
+FORMAT_VERSION = 3
 _ACC_LIMIT = 2**30  # static bound on every pre-overflow sum (int32 with a guard bit)
 
 SEMANTICS = [
