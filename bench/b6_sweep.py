@@ -49,11 +49,16 @@ def timed(fn):
 def bench_bptt(epochs: int, skip_train: bool) -> dict:
     base = {"data": "digits", "epochs": epochs}
     configs = expand_space(BPTT_SPACE)
+    # cold: the first call compiles; warm: the same call again reuses the compiled programs (pure training time)
     together, t_sweep = timed(lambda: sweep("bptt", base, configs, chunk=len(configs), progress=False,
                                             keep_states=True))
     alone, t_seq = timed(lambda: sweep("bptt", base, configs, chunk=1, progress=False))
+    _, t_sweep_warm = timed(lambda: sweep("bptt", base, configs, chunk=len(configs), progress=False))
+    _, t_seq_warm = timed(lambda: sweep("bptt", base, configs, chunk=1, progress=False))
     record = {"configurations": len(configs), "epochs": epochs, "sweep_s": round(t_sweep, 2),
               "sequential_s": round(t_seq, 2), "ratio": round(t_seq / t_sweep, 2),
+              "sweep_warm_s": round(t_sweep_warm, 2), "sequential_warm_s": round(t_seq_warm, 2),
+              "ratio_warm": round(t_seq_warm / t_sweep_warm, 2),
               "same_rows": [r["final_test_accuracy"] for r in together.rows] == [
                   r["final_test_accuracy"] for r in alone.rows],
               "best": together.rows[together.best], "groups": together.groups}
@@ -73,7 +78,17 @@ def bench_bptt(epochs: int, skip_train: bool) -> dict:
         _, t_train = timed(separate)
         record |= {"train_s": round(t_train, 2), "ratio_vs_train": round(t_train / t_sweep, 2),
                    "max_param_diff": max(diffs), "median_param_diff": float(np.median(diffs)),
-                   "same_test_accuracy": f"{agree}/{len(configs)}"}
+                   "same_test_accuracy": f"{agree}/{len(configs)}", "param_diffs": diffs}
+        # how far round-off alone carries a run: a configuration again, its initial weights moved by one ulp
+        nudge = lambda a: np.nextafter(np.asarray(a), np.float32(np.inf)) if np.asarray(a).dtype == np.float32 else a  # noqa: E731
+        record["one_ulp_init_param_diff"] = {}
+        for i in sorted({0, int(np.argmax(diffs))}):
+            run = bptt_run(train, test, {**base, **configs[i]}, num_classes)
+            moved = run.method._replace(init=lambda k, m=run.method: jax.tree.map(nudge, m.init(k)))
+            kw = dict(epochs=epochs, batch_size=run.config["batch_size"], seed=configs[i]["seed"], progress=False)
+            reference, nudged = fit(run.method, train, test, **kw), fit(moved, train, test, **kw)
+            record["one_ulp_init_param_diff"][str(configs[i])] = max_diff(trainable(reference.state.net),
+                                                                          trainable(nudged.state.net))
     return record
 
 

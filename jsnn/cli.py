@@ -319,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
             from jsnn import sweep_cli
 
             result = sweep_cli.run(args)
+            if result["interrupted"]:
+                print(f"jsnn: interrupted; continue with: jsnn sweep ... --out {args.out} --resume", file=sys.stderr)
+                status = 130
         else:
             from jsnn.data import dataset_info
 

@@ -241,7 +241,11 @@ class _BpttPlan(_Plan):
 
     def init(self, configs, hp):
         init_keys = jnp.stack([self.keys(c["seed"])[0] for c in configs])
-        return eqx.filter_vmap(lambda h, k: self._method_for(h).init(k))(hp, init_keys)
+        return self._init(hp, init_keys)
+
+    @eqx.filter_jit
+    def _init(self, hp, keys):
+        return eqx.filter_vmap(lambda h, k: self._method_for(h).init(k))(hp, keys)
 
     def step(self, hp, state, x, y, key):
         return self._method_for(hp).step(state, x, y, key)
@@ -523,17 +527,18 @@ class _Group:
         bar = tqdm(total=plan.epochs, desc="epochs", disable=not progress, leave=False, dynamic_ncols=True)
         for epoch in range(plan.epochs):
             metrics: dict[str, Any] = {}
+            epoch_metrics: list[dict[str, Array]] = []
             for index in plan.batches(configs, epoch):
                 if index is None:
                     x = y = dummy
                 else:
                     x, y = self.place(jnp.asarray(x_train[index])), self.place(jnp.asarray(y_train[index]))
-                state, metrics, failed_now = self._step(hp, state, failed, x, y, step_keys,
-                                                        jnp.asarray(k, jnp.int32))
+                state, metrics, failed = self._step(hp, state, failed, x, y, step_keys, jnp.asarray(k, jnp.int32))
                 k += 1
-                failed = failed_now
                 if "loss" in metrics:
-                    failed = self._guard(plan, monitors, reasons, metrics, failed, k)
+                    epoch_metrics.append(metrics)
+            if epoch_metrics:  # the divergence guard reads every step's metrics, once per epoch (no per-step sync)
+                failed = self._guard(monitors, reasons, epoch_metrics, failed, k - len(epoch_metrics))
             host = jax.device_get(metrics)
             acc = self.test_accuracy(hp, state)
             lane_failed = np.asarray(failed)
@@ -569,20 +574,18 @@ class _Group:
                           "reference_loss": getattr(monitors[l], "reference", None)})
         return lanes
 
-    def _guard(self, plan, monitors, reasons, metrics, failed, k):
-        """Apply the method's divergence guard to every live lane's step metrics (as jsnn.train.fit does)."""
-        host = jax.device_get(metrics)
-        lane_failed = np.asarray(failed)
+    def _guard(self, monitors, reasons, steps: list[dict[str, Array]], failed, first: int):
+        """Apply the method's divergence guard (as :func:`jsnn.train.fit` does) to every live lane's metrics of
+        the steps ``first + 1, ...``; a lane it stops is frozen from the next epoch on and marked failed."""
+        host = jax.device_get(steps)
         changed = False
         for l, monitor in enumerate(monitors):
-            if reasons[l] is not None:
-                continue
-            if lane_failed[l]:
-                reasons[l] = f"step {k}: the loss or the state became NaN or infinite"
-                continue
-            problem = monitor.check({name: value[l] for name, value in host.items()})
-            if problem:
-                reasons[l], changed = f"step {k}: {problem}", True
+            for s, metrics in enumerate(host):
+                if reasons[l] is not None:
+                    break
+                problem = monitor.check({name: value[l] for name, value in metrics.items()})
+                if problem:
+                    reasons[l], changed = f"step {first + s + 1}: {problem}", True
         if changed:
             return self.place(jnp.asarray([r is not None for r in reasons]))
         return failed
