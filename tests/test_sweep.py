@@ -72,6 +72,7 @@ def test_bptt_lane_equals_its_separate_run(bptt_sweep, digits):
         assert row["final_test_accuracy"] == alone.test_accuracy
 
 
+@pytest.mark.slow  # four separate ADMM runs, each compiling its own step: about a minute; run with -m slow
 def test_admm_lane_equals_its_separate_run(digits):
     train, test, num_classes = digits
     result = sweep("admm", ADMM, ADMM_SPACE, progress=False, keep_states=True)
