@@ -265,9 +265,6 @@ class _BpttPlan(_Plan):
         for b in range(self.per_epoch):
             yield order[:, b * self.batch_size:(b + 1) * self.batch_size]
 
-    def check(self, monitor, metrics) -> str | None:
-        return monitor.check(metrics)
-
     def monitor(self):
         from jsnn.train import DivergenceGuard, _DivergenceMonitor
 
