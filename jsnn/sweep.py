@@ -197,6 +197,9 @@ def _check_names(method: str, names: Sequence[str]) -> None:
 class _Plan:
     """How one group of configurations of a method trains as lanes (the method's side of a sweep)."""
 
+    #: wait for each step before dispatching the next (ADMM's LAPACK solves: as its own loop does)
+    blocking = False
+
     full: dict[str, Any]  # the group's full config (defaults filled in)
     epochs: int
 
@@ -289,6 +292,8 @@ class _BpttPlan(_Plan):
 
 
 class _AdmmPlan(_Plan):
+    blocking = True
+
     def __init__(self, train, test, base: dict[str, Any], num_classes: int):
         from jsnn.optim.admm_method import admm_run
 
@@ -531,6 +536,8 @@ class _Group:
                 else:
                     x, y = self.place(jnp.asarray(x_train[index])), self.place(jnp.asarray(y_train[index]))
                 state, metrics, failed = self._step(hp, state, failed, x, y, step_keys, jnp.asarray(k, jnp.int32))
+                if plan.blocking:
+                    jax.block_until_ready(state)
                 k += 1
                 if "loss" in metrics:
                     epoch_metrics.append(metrics)
