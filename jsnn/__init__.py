@@ -14,6 +14,7 @@ from jsnn import losses as losses
 from jsnn import optim as optim
 from jsnn import shortcut as shortcut
 from jsnn import surrogate as surrogate
+from jsnn import sweep as sweep
 from jsnn.methods import Fitted as Fitted
 from jsnn.methods import fit as fit
 from jsnn.neurons import IF as IF

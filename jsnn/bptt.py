@@ -22,13 +22,13 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from jsnn import encode, losses, surrogate
-from jsnn.neurons import LI, LIF
+from jsnn.neurons import IF, LI, LIF, CubaLIF
 from jsnn.nn import Linear, Recurrent, Sequential, conv_net, mlp
 from jsnn.simulate import simulate
 from jsnn.train import Method
 
 __all__ = ["BPTTConfig", "bptt_loss", "bptt_method", "default_optimizer", "encode_batch", "image_shape",
-           "make_network", "predict_labels"]
+           "make_network", "predict_labels", "trainable"]
 
 SURROGATES = {
     "fast_sigmoid": surrogate.FastSigmoid,
@@ -204,6 +204,33 @@ def default_optimizer(config: BPTTConfig, total_steps: int | None) -> optax.Grad
     return optax.adam(lr)
 
 
+#: modules that hold only neuron constants (leak, threshold, surrogate slope), never trained weights
+_CONSTANTS = (LIF, IF, LI, CubaLIF, surrogate.Surrogate)
+
+
+def trainable(net: eqx.Module) -> eqx.Module:
+    """The parameters BPTT trains: the inexact arrays of ``net`` outside its neurons and surrogates.
+
+    Neuron constants (``decay``, ``threshold``, the surrogate ``slope``) are not trained even when they
+    are arrays, for instance traced hyperparameters in a :func:`jsnn.sweep.sweep`; so a sweep lane trains
+    exactly what a run with Python-float constants trains.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jsnn.nn import mlp
+      >>> net = mlp(3, [4], 2, neuron=LIF(decay=jnp.float32(0.9)), key=jax.random.key(0))
+      >>> len(jax.tree.leaves(trainable(net))) == len(jax.tree.leaves(eqx.filter(net, eqx.is_inexact_array))) - 1
+      True
+    """
+    return eqx.filter(net, _trainable_spec(net))
+
+
+def _trainable_spec(net: eqx.Module):
+    """Filter spec of :func:`trainable`: True at the weights, False at neuron constants and non-arrays."""
+    is_constant = lambda m: isinstance(m, _CONSTANTS)  # noqa: E731
+    return jax.tree.map(lambda m: not is_constant(m) and eqx.is_inexact_array(m), net, is_leaf=is_constant)
+
+
 class BPTTState(NamedTuple):
     """Training state: the network and the optimiser state."""
 
@@ -240,15 +267,17 @@ def bptt_method(
 
     def init(key):
         net = make_network(config, in_features, num_classes, key=key)
-        return BPTTState(net, optimizer.init(eqx.filter(net, eqx.is_inexact_array)))
+        return BPTTState(net, optimizer.init(trainable(net)))
 
     def step(state: BPTTState, x, y, key):
         inputs = encode_batch(config, x, key=key)
-        (loss, correct), grads = eqx.filter_value_and_grad(bptt_loss, has_aux=True)(state.net, config, inputs, y)
+        params, rest = eqx.partition(state.net, _trainable_spec(state.net))
+        loss_of = lambda p: bptt_loss(eqx.combine(p, rest), config, inputs, y)  # noqa: E731
+        (loss, correct), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
         # optax's Adam bias correction mixes a float with its int32 step count, which strict dtype
         # promotion (our test suite, and careful users) rejects; the update itself is dtype-clean.
         with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = optimizer.update(grads, state.opt_state, eqx.filter(state.net, eqx.is_inexact_array))
+            updates, opt_state = optimizer.update(grads, state.opt_state, params)
         return BPTTState(eqx.apply_updates(state.net, updates), opt_state), {"loss": loss, "correct": correct}
 
     def predict(state: BPTTState, x):

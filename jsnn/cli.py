@@ -1,4 +1,4 @@
-"""The ``jsnn`` command line: ``jsnn train``, ``jsnn evaluate``, ``jsnn lower``, ``jsnn data info``.
+"""The ``jsnn`` command line: ``jsnn train``, ``jsnn evaluate``, ``jsnn lower``, ``jsnn sweep``, ``jsnn data info``.
 
 Every user error (a wrong flag, a missing data directory, a corrupt checkpoint) ends
 with one line on stderr that says what to do, and exit status 2, never a traceback.
@@ -223,6 +223,9 @@ def _parser() -> _Parser:
     from jsnn.lower import cli as lower_cli
 
     lower_cli.add_parser(sub)
+    from jsnn import sweep_cli
+
+    sweep_cli.add_parser(sub)
 
     data = sub.add_parser("data", help="data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -312,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
             from jsnn.lower import cli as lower_cli
 
             result = lower_cli.run(args)
+        elif args.command == "sweep":
+            from jsnn import sweep_cli
+
+            result = sweep_cli.run(args)
+            if result["interrupted"]:
+                print(f"jsnn: interrupted; continue with: jsnn sweep ... --out {args.out} --resume", file=sys.stderr)
+                status = 130
         else:
             from jsnn.data import dataset_info
 

@@ -23,7 +23,7 @@ from jsnn.bptt import BPTTConfig, bptt_method
 from jsnn.data import DataError, fit_scaling, is_npz_path, load_dataset, load_npz, npz_sha256, scale_inputs
 from jsnn.train import Method, TrainingRun
 
-__all__ = ["BPTT_DEFAULTS", "OWN", "RUNS", "Fitted", "bptt_run", "build_bptt", "fit", "load_run_data",
+__all__ = ["BPTT_DEFAULTS", "OWN", "RUNS", "Fitted", "bptt_method_for", "bptt_run", "build_bptt", "fit", "load_run_data",
            "load_split_arrays", "method_defaults", "num_classes_of", "resolve_scaling", "with_input_scaling"]
 
 #: the defaults key of data that no default was tuned on (an ``.npz`` file, arrays)
@@ -167,13 +167,30 @@ def bptt_run(train: Split, test: Split | None, config: dict[str, Any], num_class
     if encoding != "direct" and full["input_scaling"] == "none" and (x.min() < 0 or x.max() > 1):
         raise ValueError(f"encoding={encoding!r} needs features in [0, 1]; these span {x.min():.3g}..{x.max():.3g}. "
                          "Use input_scaling='unit' (or 'auto'), or encoding='direct'.")
-    bptt_config = BPTTConfig.from_dict(full)
-    full.update(bptt_config.to_dict())
+    full.update(BPTTConfig.from_dict(full).to_dict())
     full["hidden"] = list(full["hidden"])
     num_classes = num_classes or num_classes_of(train, test)
-    total = full["epochs"] * (len(train[1]) // full["batch_size"])
-    method = bptt_method(bptt_config, x.shape[-1], num_classes, total_steps=total)
-    return TrainingRun(with_input_scaling(method, full), train, test, full)
+    return TrainingRun(bptt_method_for(full, x.shape[-1], num_classes, len(train[1])), train, test, full)
+
+
+def bptt_method_for(full: dict[str, Any], in_features: int, num_classes: int, num_train: int) -> Method:
+    """The BPTT method of a full run config (:func:`bptt_run`'s ``run.config``) on raw samples.
+
+    Numeric hyperparameters (``lr``, ``decay``, ``threshold``, ``slope``, ...) may be traced values:
+    :func:`jsnn.sweep.sweep` builds one method per lane inside ``jax.vmap``.
+
+    Args:
+      full: the full config (defaults and input scaling filled in).
+      in_features: width of a flattened raw sample.
+      num_classes: number of outputs.
+      num_train: training samples (with ``epochs`` and ``batch_size``, the length of the cosine schedule).
+
+    Returns:
+      The :class:`jsnn.train.Method`, reading raw samples (the config's input scaling applied).
+    """
+    total = full["epochs"] * (num_train // full["batch_size"])
+    method = bptt_method(BPTTConfig.from_dict(full), in_features, num_classes, total_steps=total)
+    return with_input_scaling(method, full)
 
 
 def build_bptt(config: dict[str, Any], *, data_dir: str | None = None) -> TrainingRun:

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from jsnn.bptt import BPTTConfig, BPTTState, bptt_method
+from jsnn.bptt import BPTTConfig, BPTTState, bptt_method, trainable
 from jsnn.checkpoint import load_checkpoint
 from jsnn.data import load_digits
 from jsnn.train import Method, TrainingDiverged, evaluate, fit
@@ -128,7 +128,7 @@ def test_step_compiles_once_for_new_hyperparameter_values(digits):
     def state_with(lr, decay, threshold):
         net = eqx.tree_at(lambda n: (n.layers[1].decay, n.layers[1].threshold), method.init(jax.random.key(0)).net,
                           (jnp.float32(decay), jnp.float32(threshold)))
-        opt_state = optimizer.init(eqx.filter(net, eqx.is_inexact_array))
+        opt_state = optimizer.init(trainable(net))  # the weights: neuron constants are hyperparameters, not trained
         opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
         return BPTTState(net, opt_state)
 
