@@ -23,7 +23,6 @@ def test_the_low_level_example_runs():
     assert namespace["out"].shape == (8, 10)
 
 
-@pytest.mark.slow  # end-to-end training runs: bench-sized, run with -m slow
 def test_own_data_examples_train_save_and_predict(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the examples write runs/mine_*
     blocks = python_blocks("Your own data")
