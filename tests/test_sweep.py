@@ -18,7 +18,7 @@ from jsnn.optim.admm_method import admm_run
 from jsnn.sweep import Random, expand_space, sweep
 from jsnn.train import fit
 
-BPTT = {"data": "digits", "hidden": [8], "T": 2, "epochs": 1, "batch_size": 256}
+BPTT = {"data": "digits", "hidden": [8], "T": 2, "epochs": 1, "batch_size": 512}
 BPTT_SPACE = {"lr": [3e-3, 3e-2], "decay": [0.8, 0.95]}
 #: two shapes (hidden 4 and 6), two lanes each
 BPTT_LIST = [{"hidden": [4], "lr": 3e-3, "decay": 0.8}, {"hidden": [6], "lr": 3e-2, "decay": 0.95},
@@ -67,7 +67,7 @@ def test_bptt_lane_equals_its_separate_run(bptt_sweep, digits):
     assert [row["status"] for row in bptt_sweep.rows] == ["ok"] * 4
     for config, row, state in zip(BPTT_LIST, bptt_sweep.rows, bptt_sweep.states):
         run = bptt_run(train, test, {**BPTT, **config}, num_classes)
-        alone = fit(run.method, train, test, epochs=1, batch_size=256, seed=0, progress=False)
+        alone = fit(run.method, train, test, epochs=1, batch_size=BPTT["batch_size"], seed=0, progress=False)
         assert max_diff(trainable(state.net), trainable(alone.state.net)) < 1e-5  # vmap's matmuls round apart
         assert row["final_test_accuracy"] == alone.test_accuracy
 
@@ -129,7 +129,7 @@ def test_resumed_sweep_equals_the_uninterrupted_one_and_the_cli_writes_its_outpu
         hidden = [8]
         T = 2
         epochs = 1
-        batch_size = 256
+        batch_size = 512
         [grid]
         lr = [3e-3, 3e-2]
         decay = [0.8, 0.95]
