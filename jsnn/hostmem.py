@@ -15,8 +15,14 @@ mapped and the next step reuses them: no mmap for large blocks (``M_MMAP_MAX = 0
 arena (``M_ARENA_MAX = 1``: every thread grows the main heap, which has no 64 MiB cap) and a
 2 GiB trim threshold. ``import jsnn`` applies it on Linux with glibc unless the environment
 sets ``JSNN_HOST_MALLOC=system``. The price is that the process keeps its peak heap, as
-XLA's GPU allocator keeps its pool. Threads that allocated before the call keep their own
-arenas, so import jsnn before running any JAX computation.
+XLA's GPU allocator keeps its pool.
+
+Limit: ``mallopt`` cannot take back an arena that a thread made before the call. If some thread
+allocated before ``import jsnn`` (a JAX computation, pytest-xdist's or Jupyter's I/O threads),
+glibc may hand XLA's threads that secondary arena, where it maps blocks over 64 MiB anew. So
+import jsnn before running any JAX computation, and where that is not in your hands (a notebook
+kernel) start the process with ``GLIBC_TUNABLES`` set to :data:`GLIBC_TUNABLES`, which sets the
+same options before any thread exists.
 
 Example:
   >>> from jsnn.hostmem import configure_host_malloc
@@ -31,13 +37,16 @@ import os
 import platform
 import sys
 
-__all__ = ["HOST_MALLOC_ENV", "configure_host_malloc"]
+__all__ = ["GLIBC_TUNABLES", "HOST_MALLOC_ENV", "configure_host_malloc"]
 
 #: Environment variable: ``system`` leaves ``malloc`` as it is on ``import jsnn``.
 HOST_MALLOC_ENV = "JSNN_HOST_MALLOC"
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc <malloc.h>
 _TRIM_THRESHOLD = 2**31 - 1  # bytes of free memory at the top of the heap kept before trimming (an int)
+
+#: The same options as glibc tunables, for a process started with ``GLIBC_TUNABLES=...`` (see the Limit above).
+GLIBC_TUNABLES = f"glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={_TRIM_THRESHOLD}"
 
 
 def configure_host_malloc() -> bool:
