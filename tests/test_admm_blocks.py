@@ -106,6 +106,27 @@ def test_zero_ridge_solve_is_the_min_norm_lstsq_for_a_singular_gram(n, t):
     np.testing.assert_allclose(traced(num, gram, 1e-3), ridge_ref, atol=1e-10)
 
 
+@pytest.mark.parametrize("ridge", [1e-2, 0.0, "traced"])
+def test_vmapped_solves_run_lane_by_lane_on_cpu_and_equal_each_lanes_solve(ridge):
+    # jaxlib's batched CPU LAPACK kernels wait on XLA's thread pool from inside it: two at once hung a
+    # 2-core ADMM sweep, so a vmapped solve must reach LAPACK one matrix (rank 2) at a time
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 20, 6))
+    gram, num = jnp.asarray(np.einsum("bnk,bnl->bkl", a, a)), jnp.asarray(rng.normal(size=(4, 3, 6)))
+    ridges = jnp.asarray([0.0, 1e-2, 0.0, 1e-3]) if ridge == "traced" else jnp.full((4,), ridge)
+    solve = jax.jit(jax.vmap(lambda n, g, r: blk.solve_weights(n, g, ridge=r if ridge == "traced" else ridge)[0]))
+    lanes = solve(num, gram, ridges)
+    for i in range(4):
+        np.testing.assert_allclose(lanes[i], blk.solve_weights(num[i], gram[i], ridge=float(ridges[i]))[0],
+                                   rtol=1e-10, atol=1e-12)
+    hlo = solve.lower(num, gram, ridges).compile().as_text()
+    calls = [line for line in hlo.splitlines() if "custom_call_target=\"lapack_" in line]
+    assert calls, "no LAPACK call found: the check below would pass vacuously"
+    for line in calls:
+        shape = line.split("=", 1)[1].split("custom-call")[0]
+        assert "[4," not in shape, f"a batched LAPACK call: {line.strip()[:160]}"
+
+
 def test_nonpositive_beta_shift_or_negative_ridge_are_refused():
     with pytest.raises(ValueError, match="must be positive and finite; got 0.0"):
         blk.spike_system(jnp.array([[1.0, 2.0]], F64), 0.0)  # Woodbury branch (d_up < d)

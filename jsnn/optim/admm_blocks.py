@@ -219,6 +219,27 @@ def _weighted_rows(a_prev, use_bias, mask):
     return a, a_w.reshape(-1, a.shape[-1])
 
 
+def _one_lane_at_a_time_on_cpu(solve):
+    """``solve`` with a batching rule that, on CPU, runs a vmapped batch lane by lane (``lax.map``).
+
+    jaxlib's batched LAPACK kernels on CPU (Cholesky, symmetric eigendecomposition) spread a batch over
+    XLA's intra-op thread pool and wait for it from a thread of that pool. When as many of them run at
+    once as the pool has threads (two on a 2-core machine: e.g. a sweep's hidden and readout solves, or
+    the two branches of a traced ridge), every thread waits and none is left to work: the program hangs
+    with the CPU idle (seen in ADMM sweeps; native stacks in ``bench/README.md``). One matrix at a time
+    has nothing to wait for. Elsewhere (GPU, TPU) the batched kernel runs as it is.
+    """
+    lanes = jax.custom_batching.custom_vmap(solve)
+
+    @lanes.def_vmap
+    def _batched(axis_size, in_batched, *args):
+        args = [a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a))) for a, b in zip(args, in_batched)]
+        by_lane = lambda *xs: jax.lax.map(lambda lane: lanes(*lane), xs)  # noqa: E731
+        return jax.lax.platform_dependent(*args, cpu=by_lane, default=jax.vmap(solve)), True
+
+    return lanes
+
+
 def solve_weights(
     numerator: Float[Array, "d_out k"],
     gram: Float[Array, "k k"],
@@ -270,9 +291,10 @@ def solve_weights(
         return numerator @ jnp.linalg.pinv(gram, hermitian=True)
 
     if isinstance(ridge, jax.core.Tracer):
-        w = jax.lax.cond(eps == 0, least_squares, ridge_solve, numerator, gram, eps)
+        solve = lambda *args: jax.lax.cond(args[2] == 0, least_squares, ridge_solve, *args)  # noqa: E731
     else:
-        w = (least_squares if np.all(np.asarray(ridge) == 0) else ridge_solve)(numerator, gram, eps)
+        solve = least_squares if np.all(np.asarray(ridge) == 0) else ridge_solve
+    w = _one_lane_at_a_time_on_cpu(solve)(numerator, gram, eps)
     if use_bias:
         return w[:, :-1], w[:, -1]
     return w, None
